@@ -1,0 +1,365 @@
+/* engine/config/config.c — the field table and its three users: the JSON file loader, --set,
+ * and the field listing. jansson stays inside this file. */
+#include "engine/config/config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "engine/ring/ring.h"
+
+enum cf_type { CF_UINT, CF_SIZE, CF_U16, CF_BOOL, CF_STR, CF_DOUBLE, CF_TLS, CF_ROUTES };
+
+struct cf_field {
+    const char *path;
+    enum cf_type type;
+    size_t off;
+    double min, max;
+    const char *doc;
+};
+
+#define F(path, type, member, min, max, doc) {path, type, offsetof(struct salvo_config, member), min, max, doc}
+#define T(name, doc) F("timeouts." #name, CF_UINT, dlv.session.timeouts.name, 1, 86400000, doc)
+
+static const struct cf_field cf__fields[] = {
+    F("ehlo_name", CF_STR, ehlo_name, 0, 0, "name sent in EHLO/HELO (default: this host's name)"),
+    F("timeout_scale", CF_DOUBLE, timeout_scale, 0.0001, 1000, "multiplies every protocol timeout (default 1)"),
+    F("max_message_bytes", CF_UINT, max_message_bytes, 1, 2147483647.0, "largest message accepted (default 52428800)"),
+    F("dns.servers", CF_STR, dns_servers, 0, 0, "resolvers, \"host:port\" list (string or array; default: the system's)"),
+    F("dns.timeout_ms", CF_UINT, dns.timeout_ms, 1, 600000, "per-try DNS timeout (default 2000)"),
+    F("dns.tries", CF_UINT, dns.tries, 1, 10, "DNS tries per query (default 2)"),
+    F("dns.cache_entries", CF_UINT, dns.cache_entries, 1, 10000000, "names cached (default 10000)"),
+    F("dns.ttl_min_s", CF_UINT, dns.ttl_min_s, 0, 86400, "lower clamp for positive TTLs (default 5)"),
+    F("dns.ttl_max_s", CF_UINT, dns.ttl_max_s, 1, 604800, "upper clamp for positive TTLs (default 86400)"),
+    F("dns.negative_ttl_s", CF_UINT, dns.negative_ttl_s, 0, 86400, "cap for cached negative answers (default 300)"),
+    F("dns.ipv6", CF_BOOL, dns.ipv6, 0, 0, "look up AAAA records too (default true)"),
+    F("delivery.tls", CF_TLS, tls_policy, 0, 0, "disabled | opportunistic | required | verify (default opportunistic)"),
+    F("delivery.ca_file", CF_STR, ca_file, 0, 0, "PEM CA bundle for verify (default: system store)"),
+    F("delivery.source_ip", CF_STR, source_ip, 0, 0, "local address bound before connecting (default: none)"),
+    F("delivery.mx_port", CF_U16, dlv.mx_port, 1, 65535, "port used for MX hosts (default 25)"),
+    F("delivery.max_conns_per_dest", CF_UINT, dlv.max_conns_per_dest, 1, 10000, "connections per destination (default 10)"),
+    F("delivery.max_msgs_per_conn", CF_UINT, dlv.max_msgs_per_conn, 1, 1000000, "transactions per connection before QUIT (default 100)"),
+    F("delivery.max_rcpts_per_txn", CF_UINT, dlv.max_rcpts_per_txn, 1, 1000, "recipients per transaction (default 100)"),
+    F("delivery.max_txns", CF_UINT, dlv.max_txns, 1, 10000000, "transactions held in memory at once (default 10000)"),
+    F("delivery.tls_broken_ttl_s", CF_UINT, dlv.tls_broken_ttl_s, 0, 604800, "after a failed opportunistic handshake, use plaintext with that host this long (default 3600)"),
+    F("delivery.pipelining", CF_BOOL, dlv.session.use_pipelining, 0, 0, "use PIPELINING when offered (default true)"),
+    F("delivery.chunking", CF_BOOL, dlv.session.use_chunking, 0, 0, "use BDAT when CHUNKING is offered (default true)"),
+    F("delivery.body_chunk_bytes", CF_SIZE, dlv.session.body_chunk_bytes, 4096, 16777216, "body bytes per write / BDAT chunk (default 262144)"),
+    F("delivery.routes", CF_ROUTES, routes, 0, 0, "static routes: {\"domain\": \"host:port\"} (default none)"),
+    F("limits.max_reply_line_bytes", CF_SIZE, dlv.session.reply_limits.max_line_bytes, 64, 1048576, "longest SMTP reply line accepted (default 2048)"),
+    F("limits.max_reply_lines", CF_UINT, dlv.session.reply_limits.max_lines, 1, 100000, "lines in one reply (default 128)"),
+    T(connect_ms, "TCP connect (default 30000)"),
+    T(greeting_ms, "220 greeting (default 300000)"),
+    T(ehlo_ms, "EHLO/HELO reply (default 300000)"),
+    T(starttls_ms, "STARTTLS reply and TLS handshake (default 300000)"),
+    T(auth_ms, "each AUTH step (default 300000)"),
+    T(mail_ms, "MAIL reply (default 300000)"),
+    T(rcpt_ms, "each RCPT reply (default 300000)"),
+    T(data_ms, "354 reply to DATA (default 120000)"),
+    T(data_block_ms, "each body write (default 180000)"),
+    T(end_ms, "reply to end of data / last BDAT (default 600000)"),
+    T(rset_ms, "RSET reply (default 120000)"),
+    T(quit_ms, "QUIT reply (default 30000)"),
+    T(idle_ms, "an unused connection is kept this long (default 5000)"),
+};
+#define CF_NFIELDS (sizeof cf__fields / sizeof *cf__fields)
+
+static int cf__err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int cf__err(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void config_init(struct salvo_config *c)
+{
+    memset(c, 0, sizeof *c);
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        snprintf(host, sizeof host, "localhost");
+    c->ehlo_name = strdup(host);
+    c->tls_policy = strdup("opportunistic");
+    c->timeout_scale = 1.0;
+    c->max_message_bytes = 50u * 1024 * 1024;
+    dns_config_defaults(&c->dns);
+    dlv_config_defaults(&c->dlv);
+}
+
+void config_fini(struct salvo_config *c)
+{
+    free(c->ehlo_name);
+    free(c->dns_servers);
+    free(c->ca_file);
+    free(c->source_ip);
+    free(c->tls_policy);
+    memset(c, 0, sizeof *c);
+}
+
+static const struct cf_field *cf__find(const char *path)
+{
+    for (size_t i = 0; i < CF_NFIELDS; i++)
+        if (strcmp(cf__fields[i].path, path) == 0)
+            return &cf__fields[i];
+    return NULL;
+}
+
+static int cf__set_str(char **slot, const char *v)
+{
+    char *dup = v ? strdup(v) : NULL;
+    if (v && !dup)
+        return -ENOMEM;
+    free(*slot);
+    *slot = dup;
+    return 0;
+}
+
+int config_add_route(struct salvo_config *c, const char *spec, char *err, size_t errlen)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq || eq == spec || !eq[1])
+        return cf__err(err, errlen, "route '%s': expected DOMAIN=HOST:PORT", spec);
+    return config_set(c, "delivery.routes", spec, err, errlen);
+}
+
+/* Parses "host:port" / "[v6]:port" / "host" for a route into r. */
+static int cf__route(struct dlv_route *r, const char *domain, size_t dlen, const char *target,
+                     char *err, size_t errlen)
+{
+    if (dlen == 0 || dlen >= sizeof r->domain)
+        return cf__err(err, errlen, "delivery.routes: bad domain '%.*s'", (int)dlen, domain);
+    for (size_t i = 0; i < dlen; i++)
+        r->domain[i] = (char)((domain[i] >= 'A' && domain[i] <= 'Z') ? domain[i] + 32 : domain[i]);
+    r->domain[dlen] = '\0';
+    const char *host = target, *hend, *port = NULL;
+    if (*target == '[') {
+        host = target + 1;
+        hend = strchr(host, ']');
+        if (!hend)
+            return cf__err(err, errlen, "delivery.routes.%s: bad host '%s'", r->domain, target);
+        if (hend[1] == ':')
+            port = hend + 2;
+    } else {
+        hend = strrchr(target, ':');
+        if (hend && strchr(target, ':') != hend)
+            hend = NULL; /* bare IPv6 */
+        if (hend)
+            port = hend + 1;
+        else
+            hend = target + strlen(target);
+    }
+    size_t hl = (size_t)(hend - host);
+    if (hl == 0 || hl >= sizeof r->host)
+        return cf__err(err, errlen, "delivery.routes.%s: bad host '%s'", r->domain, target);
+    memcpy(r->host, host, hl);
+    r->host[hl] = '\0';
+    r->port = 25;
+    if (port) {
+        char *e;
+        unsigned long p = strtoul(port, &e, 10);
+        if (!*port || *e || p == 0 || p > 65535)
+            return cf__err(err, errlen, "delivery.routes.%s: bad port in '%s'", r->domain, target);
+        r->port = (uint16_t)p;
+    }
+    return 0;
+}
+
+/* Applies one JSON value to a field; the single place types are checked. */
+static int cf__apply(struct salvo_config *c, const struct cf_field *f, json_t *v, char *err,
+                     size_t errlen)
+{
+    char *base = (char *)c;
+    switch (f->type) {
+    case CF_UINT:
+    case CF_SIZE:
+    case CF_U16: {
+        if (!json_is_integer(v))
+            return cf__err(err, errlen, "%s: expected an integer", f->path);
+        json_int_t x = json_integer_value(v);
+        if ((double)x < f->min || (double)x > f->max)
+            return cf__err(err, errlen, "%s: %lld is out of range [%.0f, %.0f]", f->path,
+                           (long long)x, f->min, f->max);
+        if (f->type == CF_U16)
+            *(uint16_t *)(base + f->off) = (uint16_t)x;
+        else if (f->type == CF_SIZE)
+            *(size_t *)(base + f->off) = (size_t)x;
+        else
+            *(unsigned *)(base + f->off) = (unsigned)x;
+        return 0;
+    }
+    case CF_DOUBLE: {
+        if (!json_is_number(v))
+            return cf__err(err, errlen, "%s: expected a number", f->path);
+        double x = json_number_value(v);
+        if (!(x >= f->min && x <= f->max))
+            return cf__err(err, errlen, "%s: %g is out of range [%g, %g]", f->path, x, f->min, f->max);
+        *(double *)(base + f->off) = x;
+        return 0;
+    }
+    case CF_BOOL:
+        if (!json_is_boolean(v))
+            return cf__err(err, errlen, "%s: expected true or false", f->path);
+        *(bool *)(base + f->off) = json_is_true(v);
+        return 0;
+    case CF_TLS: {
+        enum tls_policy p;
+        if (!json_is_string(v) || tls_policy_from_text(json_string_value(v), &p) != 0)
+            return cf__err(err, errlen, "%s: expected disabled, opportunistic, required or verify",
+                           f->path);
+        return cf__set_str((char **)(base + f->off), json_string_value(v));
+    }
+    case CF_STR:
+        if (json_is_null(v))
+            return cf__set_str((char **)(base + f->off), NULL);
+        if (json_is_array(v) && strcmp(f->path, "dns.servers") == 0) {
+            char joined[1024] = "";
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e) {
+                if (!json_is_string(e))
+                    return cf__err(err, errlen, "%s[%zu]: expected a string", f->path, i);
+                if (strlen(joined) + strlen(json_string_value(e)) + 2 > sizeof joined)
+                    return cf__err(err, errlen, "%s: too long", f->path);
+                if (i)
+                    strcat(joined, ",");
+                strcat(joined, json_string_value(e));
+            }
+            return cf__set_str((char **)(base + f->off), joined);
+        }
+        if (!json_is_string(v))
+            return cf__err(err, errlen, "%s: expected a string", f->path);
+        if (strlen(json_string_value(v)) > 1000)
+            return cf__err(err, errlen, "%s: too long", f->path);
+        return cf__set_str((char **)(base + f->off), json_string_value(v));
+    case CF_ROUTES: {
+        if (!json_is_object(v))
+            return cf__err(err, errlen, "%s: expected an object {\"domain\": \"host:port\"}", f->path);
+        const char *k;
+        json_t *t;
+        json_object_foreach(v, k, t) {
+            if (!json_is_string(t))
+                return cf__err(err, errlen, "%s.%s: expected \"host:port\"", f->path, k);
+            if (c->nroutes >= CONFIG_MAX_ROUTES)
+                return cf__err(err, errlen, "%s: more than %d routes", f->path, CONFIG_MAX_ROUTES);
+            if (cf__route(&c->routes[c->nroutes], k, strlen(k), json_string_value(t), err, errlen))
+                return -1;
+            c->nroutes++;
+        }
+        return 0;
+    }
+    }
+    return cf__err(err, errlen, "%s: unsupported type", f->path);
+}
+
+static int cf__walk(struct salvo_config *c, json_t *obj, const char *prefix, char *err, size_t errlen)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", k);
+        const struct cf_field *f = cf__find(path);
+        if (f) {
+            if (cf__apply(c, f, v, err, errlen) != 0)
+                return -1;
+            continue;
+        }
+        if (json_is_object(v)) {
+            /* a section: its fields have this path as prefix */
+            size_t pl = strlen(path);
+            bool section = false;
+            for (size_t i = 0; i < CF_NFIELDS && !section; i++)
+                section = strncmp(cf__fields[i].path, path, pl) == 0 && cf__fields[i].path[pl] == '.';
+            if (section) {
+                if (cf__walk(c, v, path, err, errlen) != 0)
+                    return -1;
+                continue;
+            }
+        }
+        return cf__err(err, errlen, "unknown field '%s'", path);
+    }
+    return 0;
+}
+
+int config_load_file(struct salvo_config *c, const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return cf__err(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return cf__err(err, errlen, "%s: the top level must be a JSON object", path);
+    }
+    int rc = cf__walk(c, root, "", err, errlen);
+    json_decref(root);
+    return rc;
+}
+
+int config_set(struct salvo_config *c, const char *path, const char *value, char *err,
+               size_t errlen)
+{
+    const struct cf_field *f = cf__find(path);
+    if (!f)
+        return cf__err(err, errlen, "unknown field '%s'", path);
+    json_t *v = NULL;
+    if (f->type == CF_ROUTES) {
+        const char *eq = strchr(value, '=');
+        if (!eq)
+            return cf__err(err, errlen, "%s: expected DOMAIN=HOST:PORT", path);
+        if (c->nroutes >= CONFIG_MAX_ROUTES)
+            return cf__err(err, errlen, "%s: more than %d routes", path, CONFIG_MAX_ROUTES);
+        if (cf__route(&c->routes[c->nroutes], value, (size_t)(eq - value), eq + 1, err, errlen))
+            return -1;
+        c->nroutes++;
+        return 0;
+    }
+    if (f->type == CF_STR || f->type == CF_TLS) {
+        v = json_string(value);
+    } else {
+        json_error_t je;
+        v = json_loads(value, JSON_DECODE_ANY, &je);
+        if (!v)
+            return cf__err(err, errlen, "%s: cannot parse '%s'", path, value);
+    }
+    int rc = cf__apply(c, f, v, err, errlen);
+    json_decref(v);
+    return rc;
+}
+
+int config_finish(struct salvo_config *c, char *err, size_t errlen)
+{
+    if (tls_policy_from_text(c->tls_policy, &c->dlv.tls_policy) != 0)
+        return cf__err(err, errlen, "delivery.tls: unknown policy '%s'", c->tls_policy);
+    if (!c->ehlo_name || !*c->ehlo_name || strpbrk(c->ehlo_name, " \t\r\n<>"))
+        return cf__err(err, errlen, "ehlo_name: must be a non-empty host name");
+    c->dlv.session.ehlo_name = c->ehlo_name;
+    if (c->timeout_scale != 1.0)
+        smtp_timeouts_scale(&c->dlv.session.timeouts, c->timeout_scale);
+    c->dlv.has_source = false;
+    if (c->source_ip && *c->source_ip) {
+        if (ring_addr_parse(c->source_ip, 0, &c->dlv.source, &c->dlv.source_len) != 0)
+            return cf__err(err, errlen, "delivery.source_ip: '%s' is not an IP address", c->source_ip);
+        c->dlv.has_source = true;
+    }
+    if (c->dns.ttl_min_s > c->dns.ttl_max_s)
+        return cf__err(err, errlen, "dns.ttl_min_s: larger than dns.ttl_max_s");
+    c->dns.servers = c->dns_servers;
+    c->dlv.routes = c->routes;
+    c->dlv.nroutes = c->nroutes;
+    return 0;
+}
+
+void config_print_fields(void)
+{
+    for (size_t i = 0; i < CF_NFIELDS; i++)
+        printf("  %-32s %s\n", cf__fields[i].path, cf__fields[i].doc);
+}

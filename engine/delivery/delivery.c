@@ -1,0 +1,670 @@
+/* engine/delivery/delivery.c — destinations, their connection pools and the MX walk.
+ * Every destination's work is driven by dest__pump(), always from a deferred callback, so
+ * results reported inside one session callback never re-enter another session. */
+#include "engine/delivery/delivery.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine/smtp/smtp_data.h"
+#include "engine/util/log.h"
+
+#define DLV_BUCKETS 4096
+#define DLV_TLS_BROKEN_SLOTS 256
+
+struct dlv_txn {
+    struct smtp_txn t;
+    struct dlv_msg *msg;
+    struct dlv_dest *dest;
+    struct dlv_txn *next;
+};
+
+enum dest_state { DEST_IDLE, DEST_RESOLVING, DEST_ACTIVE };
+
+struct dlv_conn;
+
+struct dlv_dest {
+    char domain[DNS_NAME_MAX];
+    struct dlv_dest *hnext;
+    struct dlv *d;
+    enum dest_state state;
+    const struct dlv_route *route;
+    struct dns_result *hosts;
+    unsigned host_idx, addr_idx;     /* MX walk cursor */
+    struct dlv_txn *q_head, *q_tail;
+    unsigned queued;
+    struct dlv_conn *conns;
+    unsigned nconns, nconnecting;
+    struct ring_defer pump;
+    struct smtp_outcome last_fail;   /* most recent host failure, for the queue if all fail */
+    struct smtp_conn_info last_conn;
+};
+
+struct dlv_conn {
+    struct smtp_session s;
+    struct dlv_dest *dest;
+    struct dlv_conn *next;
+    unsigned host_idx, addr_idx;
+    bool ready_once, plaintext_retry;
+    unsigned msgs;
+};
+
+struct tls_broken {
+    char addr[64];
+    uint64_t until_ms;
+};
+
+struct dlv {
+    struct ring *ring;
+    struct dns *dns;
+    struct dlv_config cfg;
+    struct dlv_dest *buckets[DLV_BUCKETS];
+    struct dlv_txn *txns, *free_txns;
+    unsigned nconns;
+    bool shutting_down;
+    struct tls_broken broken[DLV_TLS_BROKEN_SLOTS];
+    unsigned broken_next;
+    struct dlv_msg *done_head, *done_tail; /* messages whose on_done is due */
+    struct ring_defer done_defer;
+    struct dlv_stats stats;
+};
+
+static void dest__schedule(struct dlv_dest *dest);
+
+void dlv_config_defaults(struct dlv_config *c)
+{
+    memset(c, 0, sizeof *c);
+    smtp_session_config_defaults(&c->session);
+    c->tls_policy = TLS_POLICY_OPPORTUNISTIC;
+    c->mx_port = 25;
+    c->max_conns_per_dest = 10;
+    c->max_msgs_per_conn = 100;
+    c->max_rcpts_per_txn = 100;
+    c->max_txns = 10000;
+    c->tls_broken_ttl_s = 3600;
+}
+
+const char *dlv_status_to_text(enum dlv_status s)
+{
+    static const char *const names[] = {"delivered", "deferred", "bounced"};
+    return names[s];
+}
+
+/* ---------------------------------------------------------------- results */
+
+static void dlv__on_done_batch(struct ring_defer *df)
+{
+    struct dlv *d = (struct dlv *)((char *)df - offsetof(struct dlv, done_defer));
+    struct dlv_msg *m = d->done_head;
+    d->done_head = d->done_tail = NULL;
+    while (m) {
+        struct dlv_msg *next = m->next_done;
+        m->next_done = NULL;
+        m->on_done(m);
+        m = next;
+    }
+}
+
+static void dlv__msg_rcpt_done(struct dlv *d, struct dlv_msg *m)
+{
+    if (--m->pending > 0)
+        return;
+    m->next_done = NULL;
+    if (d->done_tail)
+        d->done_tail->next_done = m;
+    else
+        d->done_head = m;
+    d->done_tail = m;
+    d->done_defer.fn = dlv__on_done_batch;
+    ring_defer(d->ring, &d->done_defer);
+}
+
+static void dlv__finish_rcpt(struct dlv *d, struct dlv_rcpt *rc, const struct smtp_conn_info *ci)
+{
+    const struct smtp_outcome *o = &rc->r.outcome;
+    if (ci)
+        rc->conn = *ci;
+    if (o->ok) {
+        rc->status = DLV_DELIVERED;
+        rc->verdict = (struct fail_verdict){0};
+        d->stats.delivered++;
+    } else {
+        rc->verdict = fail_classify(o->phase, o->transport, o->code, o->enh_class, o->enh_subject,
+                                    o->enh_detail);
+        rc->status = rc->verdict.cls == FAIL_PERMANENT ? DLV_BOUNCED : DLV_DEFERRED;
+        if (rc->status == DLV_BOUNCED)
+            d->stats.bounced++;
+        else
+            d->stats.deferred++;
+    }
+    dlv__msg_rcpt_done(d, rc->msg);
+}
+
+static struct dlv_rcpt *dlv__rcpt_of(struct smtp_rcpt *r)
+{
+    return (struct dlv_rcpt *)((char *)r - offsetof(struct dlv_rcpt, r));
+}
+
+static void dlv__txn_release(struct dlv *d, struct dlv_txn *t)
+{
+    t->next = d->free_txns;
+    d->free_txns = t;
+}
+
+/* Reports every recipient of t (outcomes already set) and returns t to the pool. */
+static void dlv__txn_finish(struct dlv *d, struct dlv_txn *t, const struct smtp_conn_info *ci)
+{
+    d->stats.txns++;
+    struct smtp_rcpt *r = t->t.rcpts;
+    while (r) {
+        struct smtp_rcpt *next = r->next;
+        dlv__finish_rcpt(d, dlv__rcpt_of(r), ci);
+        r = next;
+    }
+    dlv__txn_release(d, t);
+}
+
+/* Fails every queued transaction of dest with outcome o. */
+static void dest__fail_queue(struct dlv_dest *dest, const struct smtp_outcome *o,
+                             const struct smtp_conn_info *ci)
+{
+    struct dlv_txn *t = dest->q_head;
+    dest->q_head = dest->q_tail = NULL;
+    dest->queued = 0;
+    while (t) {
+        struct dlv_txn *next = t->next;
+        for (struct smtp_rcpt *r = t->t.rcpts; r; r = r->next) {
+            r->outcome = *o;
+            r->state = SMTP_RCPT_DONE;
+        }
+        dlv__txn_finish(dest->d, t, ci);
+        t = next;
+    }
+}
+
+/* ---------------------------------------------------------------- destinations */
+
+static unsigned dlv__hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len)
+{
+    char key[DNS_NAME_MAX];
+    if (len >= sizeof key)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        key[i] = (char)tolower((unsigned char)domain[i]);
+    key[len] = '\0';
+    if (len && key[len - 1] == '.')
+        key[--len] = '\0';
+    unsigned b = dlv__hash(key) % DLV_BUCKETS;
+    for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
+        if (strcmp(x->domain, key) == 0)
+            return x;
+    struct dlv_dest *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    memcpy(x->domain, key, len + 1);
+    x->d = d;
+    for (unsigned i = 0; i < d->cfg.nroutes; i++)
+        if (strcasecmp(d->cfg.routes[i].domain, key) == 0)
+            x->route = &d->cfg.routes[i];
+    x->hnext = d->buckets[b];
+    d->buckets[b] = x;
+    return x;
+}
+
+static bool dlv__tls_broken(struct dlv *d, const char *addr)
+{
+    uint64_t now = ring_now_ms(d->ring);
+    for (unsigned i = 0; i < DLV_TLS_BROKEN_SLOTS; i++)
+        if (d->broken[i].until_ms > now && strcmp(d->broken[i].addr, addr) == 0)
+            return true;
+    return false;
+}
+
+static void dlv__mark_tls_broken(struct dlv *d, const char *addr)
+{
+    struct tls_broken *b = &d->broken[d->broken_next++ % DLV_TLS_BROKEN_SLOTS];
+    snprintf(b->addr, sizeof b->addr, "%s", addr);
+    b->until_ms = ring_now_ms(d->ring) + (uint64_t)d->cfg.tls_broken_ttl_s * 1000u;
+}
+
+static void dest__on_resolved(void *arg, const struct dns_result *res)
+{
+    struct dlv_dest *dest = arg;
+    if (res->status == DNS_OK) {
+        if (!dest->hosts)
+            dest->hosts = malloc(sizeof *dest->hosts);
+        if (dest->hosts) {
+            *dest->hosts = *res;
+            dest->host_idx = dest->addr_idx = 0;
+            dest->state = DEST_ACTIVE;
+            dest__schedule(dest);
+            return;
+        }
+    }
+    struct smtp_outcome o;
+    memset(&o, 0, sizeof o);
+    o.phase = FAIL_PHASE_DNS;
+    switch (res->status) {
+    case DNS_NULLMX:
+        o.transport = FAIL_T_NULLMX;
+        snprintf(o.enhanced, sizeof o.enhanced, "5.1.10");
+        o.enh_class = 5, o.enh_subject = 1, o.enh_detail = 10;
+        snprintf(o.text, sizeof o.text, "domain %s does not accept mail (null MX)", dest->domain);
+        break;
+    case DNS_NXDOMAIN:
+    case DNS_NOHOSTS:
+        o.transport = FAIL_T_DNS_PERM;
+        snprintf(o.enhanced, sizeof o.enhanced, "5.1.2");
+        o.enh_class = 5, o.enh_subject = 1, o.enh_detail = 2;
+        snprintf(o.text, sizeof o.text, "%s: %s", dest->domain,
+                 res->error ? res->error : dns_status_to_text(res->status));
+        break;
+    default:
+        o.transport = FAIL_T_DNS_TEMP;
+        snprintf(o.enhanced, sizeof o.enhanced, "4.4.3");
+        o.enh_class = 4, o.enh_subject = 4, o.enh_detail = 3;
+        snprintf(o.text, sizeof o.text, "DNS lookup for %s failed: %s", dest->domain,
+                 res->error ? res->error : dns_status_to_text(res->status));
+        break;
+    }
+    dest->state = DEST_IDLE;
+    dest__fail_queue(dest, &o, NULL);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void conn__on_ready(struct smtp_session *s);
+static void conn__on_txn_done(struct smtp_session *s, struct smtp_txn *txn);
+static void conn__on_closed(struct smtp_session *s);
+
+static const struct smtp_session_ops conn__ops = {
+    .on_ready = conn__on_ready,
+    .on_txn_done = conn__on_txn_done,
+    .on_closed = conn__on_closed,
+};
+
+static void dest__advance(struct dlv_dest *dest)
+{
+    const struct dns_result *h = dest->hosts;
+    if (++dest->addr_idx >= h->hosts[dest->host_idx].naddrs) {
+        dest->addr_idx = 0;
+        dest->host_idx++;
+    }
+}
+
+static bool dest__exhausted(const struct dlv_dest *dest)
+{
+    return !dest->hosts || dest->host_idx >= dest->hosts->nhosts;
+}
+
+/* The MX list is used up: everything queued gets the last failure; start afresh later. */
+static void dest__give_up(struct dlv_dest *dest)
+{
+    dest->host_idx = dest->addr_idx = 0;
+    dest->state = DEST_IDLE; /* the next message re-resolves (the DNS cache answers) */
+    if (dest->nconns == 0 || dest->queued)
+        dest__fail_queue(dest, &dest->last_fail, &dest->last_conn);
+}
+
+/* Opens one connection at the cursor; false when none could be started. */
+static bool dest__connect(struct dlv_dest *dest)
+{
+    struct dlv *d = dest->d;
+    while (!dest__exhausted(dest)) {
+        const struct dns_host *h = &dest->hosts->hosts[dest->host_idx];
+        struct sockaddr_storage sa = h->addrs[dest->addr_idx];
+        socklen_t sl;
+        uint16_t port = dest->route ? dest->route->port : d->cfg.mx_port;
+        if (sa.ss_family == AF_INET) {
+            ((struct sockaddr_in *)&sa)->sin_port = htons(port);
+            sl = sizeof(struct sockaddr_in);
+        } else {
+            ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
+            sl = sizeof(struct sockaddr_in6);
+        }
+        if (d->cfg.has_source && d->cfg.source.ss_family != sa.ss_family) {
+            dest__advance(dest); /* cannot reach this family from the source address */
+            continue;
+        }
+        struct dlv_conn *c = calloc(1, sizeof *c);
+        if (!c)
+            return false;
+        c->dest = dest;
+        c->host_idx = dest->host_idx;
+        c->addr_idx = dest->addr_idx;
+        smtp_session_init(&c->s, d->ring, &d->cfg.session, &conn__ops, c);
+        char addr[64];
+        ring_addr_to_text((struct sockaddr *)&sa, addr, sizeof addr);
+        enum tls_policy pol = d->cfg.tls_policy;
+        if (pol == TLS_POLICY_OPPORTUNISTIC && dlv__tls_broken(d, addr)) {
+            pol = TLS_POLICY_DISABLED;
+            c->plaintext_retry = true;
+        }
+        int rc = smtp_session_start(&c->s, h->name, (struct sockaddr *)&sa, sl,
+                                    d->cfg.has_source ? (struct sockaddr *)&d->cfg.source : NULL,
+                                    d->cfg.source_len, pol);
+        if (rc != 0) {
+            smtp_session_fini(&c->s);
+            free(c);
+            memset(&dest->last_fail, 0, sizeof dest->last_fail);
+            dest->last_fail.phase = FAIL_PHASE_CONNECT;
+            dest->last_fail.transport = FAIL_T_UNREACHABLE;
+            snprintf(dest->last_fail.text, sizeof dest->last_fail.text, "cannot connect to %s: %s",
+                     addr, strerrordesc_np(-rc) ? strerrordesc_np(-rc) : "error");
+            memset(&dest->last_conn, 0, sizeof dest->last_conn);
+            snprintf(dest->last_conn.mx_host, sizeof dest->last_conn.mx_host, "%s", h->name);
+            snprintf(dest->last_conn.mx_addr, sizeof dest->last_conn.mx_addr, "%s", addr);
+            dest->last_conn.mx_port = port;
+            d->stats.conn_failures++;
+            dest__advance(dest);
+            continue;
+        }
+        d->stats.conns_opened++;
+        d->nconns++;
+        c->next = dest->conns;
+        dest->conns = c;
+        dest->nconns++;
+        dest->nconnecting++;
+        return true;
+    }
+    return false;
+}
+
+static struct dlv_txn *dest__pop(struct dlv_dest *dest)
+{
+    struct dlv_txn *t = dest->q_head;
+    if (t) {
+        dest->q_head = t->next;
+        if (!dest->q_head)
+            dest->q_tail = NULL;
+        dest->queued--;
+        t->next = NULL;
+    }
+    return t;
+}
+
+static void dest__push_front(struct dlv_dest *dest, struct dlv_txn *t)
+{
+    t->next = dest->q_head;
+    dest->q_head = t;
+    if (!dest->q_tail)
+        dest->q_tail = t;
+    dest->queued++;
+}
+
+static void conn__give_work(struct dlv_conn *c)
+{
+    struct dlv_dest *dest = c->dest;
+    struct dlv *d = dest->d;
+    if (!smtp_session_ready(&c->s))
+        return;
+    if (c->msgs >= d->cfg.max_msgs_per_conn || d->shutting_down) {
+        smtp_session_quit(&c->s);
+        return;
+    }
+    struct dlv_txn *t = dest__pop(dest);
+    if (!t)
+        return;
+    if (smtp_session_submit(&c->s, &t->t) != 0)
+        dest__push_front(dest, t);
+}
+
+static void dest__pump_now(struct ring_defer *df)
+{
+    struct dlv_dest *dest = (struct dlv_dest *)((char *)df - offsetof(struct dlv_dest, pump));
+    struct dlv *d = dest->d;
+    if (dest->queued == 0)
+        return;
+    if (dest->state == DEST_IDLE) {
+        dest->state = DEST_RESOLVING;
+        int rc = dest->route ? dns_resolve_host(d->dns, dest->route->host, dest__on_resolved, dest)
+                             : dns_resolve_mx(d->dns, dest->domain, dest__on_resolved, dest);
+        if (rc != 0) {
+            dest->state = DEST_IDLE;
+            struct smtp_outcome o = {0};
+            o.phase = FAIL_PHASE_DNS;
+            o.transport = FAIL_T_DNS_TEMP;
+            snprintf(o.text, sizeof o.text, "cannot start DNS lookup for %s", dest->domain);
+            dest__fail_queue(dest, &o, NULL);
+        }
+        return;
+    }
+    if (dest->state != DEST_ACTIVE)
+        return;
+    for (struct dlv_conn *c = dest->conns; c && dest->queued; c = c->next)
+        conn__give_work(c);
+    while (dest->queued > dest->nconnecting && dest->nconns < d->cfg.max_conns_per_dest) {
+        if (!dest__connect(dest))
+            break;
+    }
+    if (dest->queued && dest->nconns == 0 && dest__exhausted(dest))
+        dest__give_up(dest);
+}
+
+static void dest__schedule(struct dlv_dest *dest)
+{
+    dest->pump.fn = dest__pump_now;
+    ring_defer(dest->d->ring, &dest->pump);
+}
+
+static void conn__on_ready(struct smtp_session *s)
+{
+    struct dlv_conn *c = s->owner;
+    if (!c->ready_once) {
+        c->ready_once = true;
+        c->dest->nconnecting--;
+    }
+    conn__give_work(c);
+    dest__schedule(c->dest);
+}
+
+static void conn__on_txn_done(struct smtp_session *s, struct smtp_txn *txn)
+{
+    struct dlv_conn *c = s->owner;
+    struct dlv_txn *t = (struct dlv_txn *)((char *)txn - offsetof(struct dlv_txn, t));
+    c->msgs++;
+    dlv__txn_finish(c->dest->d, t, &txn->conn);
+    if (c->msgs >= c->dest->d->cfg.max_msgs_per_conn)
+        smtp_session_quit(s);
+}
+
+static void conn__on_closed(struct smtp_session *s)
+{
+    struct dlv_conn *c = s->owner;
+    struct dlv_dest *dest = c->dest;
+    struct dlv *d = dest->d;
+    for (struct dlv_conn **pp = &dest->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    dest->nconns--;
+    d->nconns--;
+    if (!c->ready_once) {
+        dest->nconnecting--;
+        d->stats.conn_failures++;
+        if (s->failed) {
+            dest->last_fail = s->failure;
+        } else {
+            memset(&dest->last_fail, 0, sizeof dest->last_fail);
+            dest->last_fail.phase = FAIL_PHASE_GREETING;
+            dest->last_fail.transport = FAIL_T_RESET;
+            snprintf(dest->last_fail.text, sizeof dest->last_fail.text,
+                     "connection closed before the session was ready");
+        }
+        dest->last_conn = s->info;
+        bool at_cursor = dest->hosts && c->host_idx == dest->host_idx && c->addr_idx == dest->addr_idx;
+        if (s->tls_failed && d->cfg.tls_policy == TLS_POLICY_OPPORTUNISTIC && !c->plaintext_retry) {
+            /* retry the same host in plaintext; remember its TLS is broken */
+            dlv__mark_tls_broken(d, s->info.mx_addr);
+            d->stats.tls_fallbacks++;
+            log_debug("[c%lu] TLS failed with %s, retrying without TLS", s->id, s->info.mx_addr);
+        } else if (at_cursor) {
+            dest__advance(dest);
+        }
+        if (dest__exhausted(dest) && dest->nconnecting == 0)
+            dest__give_up(dest);
+    }
+    smtp_session_fini(&c->s);
+    free(c);
+    dest__schedule(dest);
+}
+
+/* ---------------------------------------------------------------- public */
+
+int dlv_create(struct dlv **out, struct ring *ring, struct dns *dns, const struct dlv_config *cfg)
+{
+    struct dlv *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->ring = ring;
+    d->dns = dns;
+    d->cfg = *cfg;
+    if (!d->cfg.max_txns)
+        d->cfg.max_txns = 10000;
+    if (!d->cfg.max_rcpts_per_txn)
+        d->cfg.max_rcpts_per_txn = 100;
+    if (!d->cfg.max_conns_per_dest)
+        d->cfg.max_conns_per_dest = 1;
+    if (!d->cfg.max_msgs_per_conn)
+        d->cfg.max_msgs_per_conn = 1;
+    d->txns = calloc(d->cfg.max_txns, sizeof *d->txns);
+    if (!d->txns) {
+        free(d);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < d->cfg.max_txns; i++)
+        dlv__txn_release(d, &d->txns[i]);
+    *out = d;
+    return 0;
+}
+
+void dlv_destroy(struct dlv *d)
+{
+    if (!d)
+        return;
+    for (unsigned b = 0; b < DLV_BUCKETS; b++) {
+        struct dlv_dest *x = d->buckets[b];
+        while (x) {
+            struct dlv_dest *n = x->hnext;
+            free(x->hosts);
+            free(x);
+            x = n;
+        }
+    }
+    free(d->txns);
+    free(d);
+}
+
+static const char *dlv__domain_of(const char *addr, size_t *len)
+{
+    const char *at = strrchr(addr, '@');
+    if (!at || at == addr || !at[1])
+        return NULL;
+    *len = strlen(at + 1);
+    return at + 1;
+}
+
+int dlv_submit(struct dlv *d, struct dlv_msg *m)
+{
+    if (m->nrcpts == 0)
+        return -EINVAL;
+    /* Worst case one transaction per recipient: check the pool before touching anything. */
+    unsigned avail = 0;
+    for (struct dlv_txn *t = d->free_txns; t && avail < m->nrcpts; t = t->next)
+        avail++;
+    if (avail < m->nrcpts)
+        return -EAGAIN;
+
+    struct smtp_msg_info info;
+    smtp_msg_scan(m->body, m->body_len, &info);
+    m->body_8bit = info.has_8bit;
+    m->pending = m->nrcpts;
+    for (unsigned i = 0; i < m->nrcpts; i++) {
+        m->rcpts[i].msg = m;
+        m->rcpts[i].r.state = SMTP_RCPT_PENDING;
+        m->rcpts[i].r.next = NULL;
+        memset(&m->rcpts[i].conn, 0, sizeof m->rcpts[i].conn);
+    }
+    /* Group recipients by destination, at most max_rcpts_per_txn per transaction. */
+    for (unsigned i = 0; i < m->nrcpts; i++) {
+        struct dlv_rcpt *rc = &m->rcpts[i];
+        if (rc->r.state != SMTP_RCPT_PENDING || rc->r.next)
+            continue;
+        size_t dl;
+        const char *dom = dlv__domain_of(rc->r.addr, &dl);
+        struct dlv_dest *dest = dom ? dlv__dest(d, dom, dl) : NULL;
+        if (!dest) {
+            memset(&rc->r.outcome, 0, sizeof rc->r.outcome);
+            rc->r.outcome.phase = FAIL_PHASE_LOCAL;
+            rc->r.outcome.transport = FAIL_T_LOCAL_PERM;
+            snprintf(rc->r.outcome.enhanced, sizeof rc->r.outcome.enhanced, "5.1.3");
+            rc->r.outcome.enh_class = 5, rc->r.outcome.enh_subject = 1, rc->r.outcome.enh_detail = 3;
+            snprintf(rc->r.outcome.text, sizeof rc->r.outcome.text, "bad recipient address syntax");
+            rc->r.state = SMTP_RCPT_DONE;
+            dlv__finish_rcpt(d, rc, NULL);
+            continue;
+        }
+        struct dlv_txn *t = d->free_txns;
+        d->free_txns = t->next;
+        memset(t, 0, sizeof *t);
+        t->msg = m;
+        t->dest = dest;
+        t->t.mail_from = m->from;
+        t->t.body = m->body;
+        t->t.body_len = m->body_len;
+        t->t.body_8bit = m->body_8bit;
+        t->t.rcpts = &rc->r;
+        rc->r.state = SMTP_RCPT_ACCEPTED; /* marks "grouped" until the session resets it */
+        struct smtp_rcpt *tail = &rc->r;
+        unsigned n = 1;
+        for (unsigned j = i + 1; j < m->nrcpts && n < d->cfg.max_rcpts_per_txn; j++) {
+            struct dlv_rcpt *o = &m->rcpts[j];
+            size_t ol;
+            const char *od;
+            if (o->r.state != SMTP_RCPT_PENDING || !(od = dlv__domain_of(o->r.addr, &ol)))
+                continue;
+            if (dlv__dest(d, od, ol) != dest)
+                continue;
+            o->r.state = SMTP_RCPT_ACCEPTED;
+            tail->next = &o->r;
+            tail = &o->r;
+            n++;
+        }
+        if (dest->q_tail)
+            dest->q_tail->next = t;
+        else
+            dest->q_head = t;
+        dest->q_tail = t;
+        dest->queued++;
+        dest__schedule(dest);
+    }
+    return 0;
+}
+
+void dlv_shutdown(struct dlv *d)
+{
+    d->shutting_down = true;
+    for (unsigned b = 0; b < DLV_BUCKETS; b++)
+        for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
+            for (struct dlv_conn *c = x->conns; c; c = c->next)
+                if (smtp_session_ready(&c->s))
+                    smtp_session_quit(&c->s);
+}
+
+unsigned dlv_open_conns(const struct dlv *d) { return d->nconns; }
+
+void dlv_get_stats(const struct dlv *d, struct dlv_stats *out) { *out = d->stats; }

@@ -1,0 +1,90 @@
+/* engine/delivery/delivery.h — one worker's delivery of messages to destinations: groups
+ * recipients by domain, resolves each destination (static route or MX), keeps a pool of
+ * SMTP sessions per destination, walks the MX list on host failures, retries a failed
+ * opportunistic TLS handshake in plaintext (remembering that host's broken TLS), and
+ * reports one final outcome per recipient for this attempt.
+ * Owns: destinations, connections, the transaction pool. Does not own: retry timing, intake
+ * or events (callers decide what a deferral means). */
+#ifndef SALVO_ENGINE_DELIVERY_DELIVERY_H
+#define SALVO_ENGINE_DELIVERY_DELIVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "engine/dns/dns.h"
+#include "engine/ring/ring.h"
+#include "engine/smtp/smtp_session.h"
+#include "schedulers/failure_policy.h"
+
+struct dlv_route {
+    char domain[DNS_NAME_MAX];   /* lowercase */
+    char host[DNS_NAME_MAX];     /* name or IP literal */
+    uint16_t port;
+};
+
+struct dlv_config {
+    struct smtp_session_config session;
+    enum tls_policy tls_policy;      /* default opportunistic */
+    uint16_t mx_port;                /* default 25 */
+    bool has_source;
+    struct sockaddr_storage source;  /* bind before connect (port 0) */
+    socklen_t source_len;
+    unsigned max_conns_per_dest;     /* default 10 */
+    unsigned max_msgs_per_conn;      /* default 100 */
+    unsigned max_rcpts_per_txn;      /* default 100 */
+    unsigned max_txns;               /* transactions in memory at once (default 10000) */
+    unsigned tls_broken_ttl_s;       /* plaintext for a host whose handshake failed (3600) */
+    const struct dlv_route *routes;
+    unsigned nroutes;
+};
+void dlv_config_defaults(struct dlv_config *c);
+
+enum dlv_status { DLV_DELIVERED, DLV_DEFERRED, DLV_BOUNCED };
+const char *dlv_status_to_text(enum dlv_status s);
+
+struct dlv_msg;
+
+struct dlv_rcpt {
+    struct smtp_rcpt r;              /* r.addr set by the caller; r.outcome out */
+    struct smtp_conn_info conn;      /* out: where the attempt went */
+    struct fail_verdict verdict;     /* out: meaningful unless delivered */
+    enum dlv_status status;          /* out */
+    struct dlv_msg *msg;             /* internal */
+};
+
+struct dlv_msg {
+    const char *from;
+    struct dlv_rcpt *rcpts;
+    unsigned nrcpts;
+    const uint8_t *body;
+    size_t body_len;
+    void (*on_done)(struct dlv_msg *m); /* every recipient has a status; m is the caller's again */
+    void *user;
+    /* internal */
+    unsigned pending;
+    bool body_8bit;
+    struct dlv_msg *next_done;
+};
+
+struct dlv;
+
+int dlv_create(struct dlv **out, struct ring *ring, struct dns *dns, const struct dlv_config *cfg);
+void dlv_destroy(struct dlv *d);
+/* Starts delivering m (the caller keeps m and everything it points to alive until on_done,
+ * which always runs from the ring, never inside this call). Returns 0, or -EAGAIN when the
+ * transaction pool is full (try again after some on_done), -EINVAL for no recipients. */
+int dlv_submit(struct dlv *d, struct dlv_msg *m);
+/* Sends QUIT on every idle connection and stops keeping connections open. */
+void dlv_shutdown(struct dlv *d);
+/* Open SMTP connections. */
+unsigned dlv_open_conns(const struct dlv *d);
+
+struct dlv_stats {
+    uint64_t conns_opened, conn_failures, tls_fallbacks, txns;
+    uint64_t delivered, deferred, bounced;
+};
+void dlv_get_stats(const struct dlv *d, struct dlv_stats *out);
+
+#endif

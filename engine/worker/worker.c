@@ -1,0 +1,54 @@
+/* engine/worker/worker.c — wiring of ring, DNS, TLS and delivery for one thread. */
+#include "engine/worker/worker.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int worker_init(struct worker *w, struct salvo_config *cfg, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof *w);
+    struct ring_config rc = {.entries = 4096, .recv_buffers = 4096, .recv_buf_bytes = 4096};
+    int rc_ = ring_create(&w->ring, &rc);
+    if (rc_ != 0) {
+        snprintf(err, errlen, "cannot create io_uring: %s", strerrordesc_np(-rc_));
+        return -1;
+    }
+    const char *e = NULL;
+    if (dns_create(&w->dns, w->ring, &cfg->dns, &e) != 0) {
+        snprintf(err, errlen, "cannot start the resolver: %s", e ? e : "error");
+        worker_fini(w);
+        return -1;
+    }
+    if (cfg->dlv.tls_policy != TLS_POLICY_DISABLED) {
+        if (tls_ctx_create(&w->tls, cfg->ca_file, &e) != 0) {
+            snprintf(err, errlen, "TLS: %s", e ? e : "error");
+            worker_fini(w);
+            return -1;
+        }
+        cfg->dlv.session.tls_ctx = w->tls;
+    }
+    if (dlv_create(&w->dlv, w->ring, w->dns, &cfg->dlv) != 0) {
+        snprintf(err, errlen, "cannot create the delivery layer");
+        worker_fini(w);
+        return -1;
+    }
+    return 0;
+}
+
+void worker_fini(struct worker *w)
+{
+    dlv_destroy(w->dlv);
+    dns_destroy(w->dns);
+    if (w->tls)
+        tls_ctx_destroy(w->tls);
+    ring_destroy(w->ring);
+    memset(w, 0, sizeof *w);
+}
+
+void worker_drain(struct worker *w, unsigned max_wait_ms)
+{
+    dlv_shutdown(w->dlv);
+    uint64_t end = ring_now_ms(w->ring) + max_wait_ms;
+    while (dlv_open_conns(w->dlv) > 0 && ring_now_ms(w->ring) < end)
+        ring_run_once(w->ring, 50);
+}

@@ -219,7 +219,7 @@ def main():
 
     # 10. --max-messages: exits by itself after N, the Nth client still gets its 250
     p = subprocess.Popen([SINK, "--listen", "127.0.3.1:%d" % PORT, "--max-messages", "3"],
-                         stdout=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     c = Client(ADDRS[0])
     c.reply()

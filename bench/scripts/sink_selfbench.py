@@ -17,13 +17,14 @@ Modes (how the client talks):
              not care); shows the sink's parsing cost with maximal batching
 
 usage: sink_selfbench.py [--sink PATH | --pid PID] [--mode pipelined] [--messages 20000]
-                         [--procs 4] [--per-conn 100] [--size 1024] [--rcpts 1]
+                         [--procs 4] [--conns 1] [--per-conn 100] [--size 1024] [--rcpts 1]
                          [--addrs 127.0.1.1-4] [--port 2525] [--batch 20]
 """
 import argparse
 import json
 import multiprocessing
 import os
+import selectors
 import signal
 import smtplib
 import socket
@@ -42,67 +43,78 @@ def body_of(size):
     return head + line * n
 
 
-def read_replies(s, n, buf):
-    """Reads until n final reply lines arrived; returns (replies_text, leftover)."""
-    while True:
-        # final lines: "ddd " at line start; count CRLFs of lines without '-' at [3]
-        lines = buf.split(b"\r\n")
-        finals = sum(1 for l in lines[:-1] if len(l) >= 4 and l[3:4] == b" ")
-        if finals >= n:
-            return buf, b""
-        d = s.recv(65536)
-        if not d:
-            raise EOFError("sink closed the connection")
-        buf += d
-
-
 def worker_raw(args, wid, count, q):
+    """Event-driven: --conns connections at once, each taking --per-conn messages."""
     body = body_of(args.size)
     rcpts = b"".join(b"RCPT TO:<r%d@bench.test>\r\n" % i for i in range(args.rcpts))
-    env = b"MAIL FROM:<s@bench.test>\r\n" + rcpts + b"DATA\r\n"
-    msg = body + b".\r\n"
-    addrs = args.addr_list
-    done = 0
-    errors = 0
-    c = 0
-    while done < count:
-        addr = addrs[(wid + c) % len(addrs)]
-        c += 1
-        s = socket.create_connection((addr, args.port))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        read_replies(s, 1, b"")
-        s.sendall(b"EHLO bench.test\r\n")
-        read_replies(s, 1, b"")
-        n = min(args.per_conn, count - done)
+    env = b"MAIL FROM:<s@bench.test>\r\n" + rcpts
+    nr = args.rcpts
+
+    def steps(n):  # (bytes to write, final replies to wait for)
+        yield b"", 1
+        yield b"EHLO bench.test\r\n", 1
         if args.mode == "pipelined":
             for _ in range(n):
-                s.sendall(env)
-                r, _ = read_replies(s, 2 + args.rcpts, b"")
-                if b"354 " not in r:
-                    errors += 1
-                s.sendall(msg)
-                r, _ = read_replies(s, 1, b"")
-                if not r.startswith(b"250 "):
-                    errors += 1
+                yield env + b"DATA\r\n", 2 + nr
+                yield body + b".\r\n", 1
         elif args.mode == "chunking":
-            bdat = b"BDAT %d LAST\r\n" % len(body)
             for _ in range(n):
-                s.sendall(env[:-len(b"DATA\r\n")] + bdat + body)
-                r, _ = read_replies(s, 2 + args.rcpts, b"")
-                errors += 1 - r.count(b"queued as")
+                yield env + b"BDAT %d LAST\r\n" % len(body) + body, 2 + nr
         else:  # blast
+            one = env + b"DATA\r\n" + body + b".\r\n"
             i = 0
             while i < n:
                 b = min(args.batch, n - i)
-                s.sendall((env + msg) * b)
-                r, _ = read_replies(s, b * (3 + args.rcpts), b"")
-                errors += b - r.count(b"queued as")
+                yield one * b, b * (3 + nr)
                 i += b
-        done += n
-        s.sendall(b"QUIT\r\n")
-        read_replies(s, 1, b"")
-        s.close()
-    q.put((done, errors, time.process_time()))
+        yield b"QUIT\r\n", 1
+
+    sel = selectors.DefaultSelector()
+    st = {"remaining": count, "done": 0, "errors": 0, "opened": 0}
+
+    def advance(s, c):
+        data, want = next(c["steps"])
+        if data:
+            s.sendall(data)
+        c["want"] = want
+
+    def open_conn():
+        n = min(args.per_conn, st["remaining"])
+        st["remaining"] -= n
+        addr = args.addr_list[(wid + st["opened"]) % len(args.addr_list)]
+        st["opened"] += 1
+        s = socket.create_connection((addr, args.port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = {"steps": steps(n), "want": 0, "partial": b"", "n": n}
+        advance(s, c)
+        sel.register(s, selectors.EVENT_READ, c)
+
+    while st["remaining"] > 0 and len(sel.get_map()) < args.conns:
+        open_conn()
+    while sel.get_map():
+        for key, _ in sel.select():
+            s, c = key.fileobj, key.data
+            d = s.recv(262144)
+            if not d:
+                raise EOFError("sink closed the connection")
+            lines = (c["partial"] + d).split(b"\r\n")
+            c["partial"] = lines.pop()
+            for line in lines:
+                if len(line) >= 4 and line[3:4] == b" ":
+                    c["want"] -= 1
+                    if line[:1] in (b"4", b"5"):
+                        st["errors"] += 1
+            if c["want"] > 0:
+                continue
+            try:
+                advance(s, c)
+            except StopIteration:
+                sel.unregister(s)
+                s.close()
+                st["done"] += c["n"]
+                if st["remaining"] > 0:
+                    open_conn()
+    q.put((st["done"], st["errors"], time.process_time()))
 
 
 def worker_smtplib(args, wid, count, q):
@@ -143,6 +155,7 @@ def main():
     ap.add_argument("--mode", choices=["pipelined", "chunking", "smtplib", "blast"], default="pipelined")
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--conns", type=int, default=1, help="connections at once per process")
     ap.add_argument("--per-conn", type=int, default=100, help="messages per connection")
     ap.add_argument("--size", type=int, default=1024, help="message size in bytes")
     ap.add_argument("--rcpts", type=int, default=1)
@@ -190,8 +203,9 @@ def main():
         os.unlink(stats)
 
     sink_cpu = (cpu1 - cpu0) / 1e9
-    print("mode=%s messages=%d size=%d rcpts=%d procs=%d per_conn=%d errors=%d"
-          % (args.mode, done, args.size, args.rcpts, args.procs, args.per_conn, errors))
+    print("mode=%s messages=%d size=%d rcpts=%d procs=%d conns=%d per_conn=%d errors=%d"
+          % (args.mode, done, args.size, args.rcpts, args.procs, args.procs * args.conns,
+             args.per_conn, errors))
     print("wall=%.2fs  rate=%.0f msg/s (driver-bound)  driver_cpu=%.2fs (%.1f us/msg)"
           % (wall, done / wall, driver_cpu, driver_cpu * 1e6 / done))
     print("sink_cpu=%.3fs  sink_us_per_msg=%.2f  sink_cpu_share=%.0f%% of one core"

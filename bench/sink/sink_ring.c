@@ -35,11 +35,13 @@ struct sink_conn {
     uint32_t gen;                   /* bumped on reuse; stale completions are ignored */
     uint32_t listen, source, pair;  /* stats indexes, resolved at accept */
     uint32_t next_dirty;            /* dirty list link: index + 1, 0 = end */
+    uint32_t nobuf_prev, nobuf_next;/* buffer wait list links: index + 1, 0 = end */
     uint32_t sent;                  /* bytes of out[sending] already on the wire */
     uint8_t sending;                /* out[sending] is being sent; replies go to the other */
     bool dirty;
     bool recv_armed;                /* the multishot receive is live in the kernel */
-    bool recv_rearm;                /* it ended early (no buffers, overflow) and is wanted */
+    bool recv_rearm;                /* it ended early (CQ overflow) and is wanted again */
+    bool nobuf_waiting;             /* it ended for lack of buffers; on the wait list */
     bool send_inflight;
     bool closing;                   /* close once queued replies are sent */
     bool drop_output;               /* sending failed: close without flushing */
@@ -65,6 +67,7 @@ struct sink_loop {
     uint32_t *free_stack;
     uint32_t nfree;
     uint32_t dirty_head;
+    uint32_t nobuf_head, nobuf_tail;/* connections waiting for receive buffers, FIFO */
     uint32_t next_conn_id;
     uint64_t sends_inflight;
 
@@ -102,6 +105,36 @@ static void sink_ring__mark_dirty(struct sink_loop *L, struct sink_conn *c)
     L->dirty_head = (uint32_t)(c - L->conns) + 1;
 }
 
+/* A receive that ran out of buffers waits here instead of being re-armed at once: re-arming
+ * every such connection each turn would just fail again (an -ENOBUFS storm). */
+static void sink_ring__nobuf_push(struct sink_loop *L, struct sink_conn *c)
+{
+    uint32_t i = (uint32_t)(c - L->conns) + 1;
+    c->nobuf_waiting = true;
+    c->nobuf_next = 0;
+    c->nobuf_prev = L->nobuf_tail;
+    if (L->nobuf_tail)
+        L->conns[L->nobuf_tail - 1].nobuf_next = i;
+    else
+        L->nobuf_head = i;
+    L->nobuf_tail = i;
+}
+
+static void sink_ring__nobuf_unlink(struct sink_loop *L, struct sink_conn *c)
+{
+    if (!c->nobuf_waiting)
+        return;
+    if (c->nobuf_prev)
+        L->conns[c->nobuf_prev - 1].nobuf_next = c->nobuf_next;
+    else
+        L->nobuf_head = c->nobuf_next;
+    if (c->nobuf_next)
+        L->conns[c->nobuf_next - 1].nobuf_prev = c->nobuf_prev;
+    else
+        L->nobuf_tail = c->nobuf_prev;
+    c->nobuf_waiting = false;
+}
+
 static void sink_ring__arm_accept(struct sink_loop *L, uint32_t li)
 {
     struct io_uring_sqe *sqe = sink_ring__sqe(L);
@@ -129,6 +162,7 @@ static void sink_ring__send(struct sink_loop *L, struct sink_conn *c, const char
                                                (uint32_t)(c - L->conns)));
     c->send_inflight = true;
     L->sends_inflight++;
+    L->st->sends++;
 }
 
 static void sink_ring__arm_timer(struct sink_loop *L)
@@ -153,6 +187,7 @@ static void sink_ring__free_conn(struct sink_loop *L, struct sink_conn *c)
     io_uring_sqe_set_data64(sqe, sink_ring__ud(SINK_RING_OP_CLOSE, 0, 0));
     if (L->srv->trace)
         fprintf(stderr, "sink[%u] closed\n", c->smtp.conn_id);
+    sink_ring__nobuf_unlink(L, c);
     sink_outbuf_fini(&c->out[0]);
     sink_outbuf_fini(&c->out[1]);
     c->fd = -1;
@@ -201,6 +236,15 @@ static void sink_ring__service(struct sink_loop *L, struct sink_conn *c)
 
 static void sink_ring__flush(struct sink_loop *L)
 {
+    /* All buffers were returned at the end of the last turn; hand a share of them to the
+     * connections that ran dry, oldest first. */
+    uint32_t budget = L->cfg->lim.recv_buffers / 4;
+    while (L->nobuf_head != 0 && budget-- > 0) {
+        struct sink_conn *c = &L->conns[L->nobuf_head - 1];
+        sink_ring__nobuf_unlink(L, c);
+        if (!c->closing && !c->recv_armed)
+            sink_ring__arm_recv(L, c);
+    }
     while (L->dirty_head != 0) {
         struct sink_conn *c = &L->conns[L->dirty_head - 1];
         L->dirty_head = c->next_dirty;
@@ -269,7 +313,8 @@ static void sink_ring__on_recv(struct sink_loop *L, struct sink_conn *c,
         uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         const char *data = L->bufs + (size_t)bid * L->cfg->lim.recv_buffer_bytes;
         L->st->recv_bytes += (uint64_t)cqe->res;
-        if (!c->closing) {
+        L->st->recvs++;
+        if (!c->closing && !L->stopping) { /* once stopping, counts are frozen */
             struct sink_smtp_tally t = {0};
             enum sink_smtp_step step = sink_smtp_feed(L->srv, &c->smtp, data,
                                                       (size_t)cqe->res,
@@ -285,8 +330,8 @@ static void sink_ring__on_recv(struct sink_loop *L, struct sink_conn *c,
             c->recv_rearm = true;
     } else if (cqe->res == -ENOBUFS) {
         L->st->recv_nobufs++;
-        if (!c->closing)
-            c->recv_rearm = true;
+        if (!c->closing && !c->nobuf_waiting)
+            sink_ring__nobuf_push(L, c);
     } else { /* 0 = the client closed; -ECANCELED = we cancelled; else an error */
         if (cqe->res < 0 && cqe->res != -ECANCELED) {
             L->st->recv_errors++;
@@ -583,6 +628,8 @@ int sink_ring_run(const struct sink_ring_config *cfg, const struct sink_listen_a
             n++;
         }
         io_uring_cq_advance(&L.ring, n);
+        st->loop_turns++;
+        st->cqes += n;
         if (L.bufs_returned) {
             io_uring_buf_ring_advance(L.br, (int)L.bufs_returned);
             L.bufs_returned = 0;

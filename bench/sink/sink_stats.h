@@ -46,6 +46,10 @@ struct sink_stats {
     uint64_t send_errors;
     uint64_t recv_nobufs;           /* provided-buffer ring ran dry; the receive was re-armed */
     uint64_t recv_bytes;
+    uint64_t loop_turns;            /* io_uring_enter waits */
+    uint64_t cqes;
+    uint64_t recvs;                 /* receive completions carrying data */
+    uint64_t sends;
 
     uint32_t nlisten;
     char listen_name[SINK_STATS_MAX_LISTEN][64];

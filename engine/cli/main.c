@@ -12,6 +12,8 @@ static const struct {
     const char *summary;
 } main__commands[] = {
     {"send", cmd_send, "deliver one message now and print each recipient's outcome"},
+    {"run", cmd_run, "run the engine: deliver jobs from Redis and report every outcome"},
+    {"inject", cmd_inject, "enqueue a message or a campaign with a recipient list"},
     {"check-config", cmd_check_config, "validate a configuration file"},
 };
 

@@ -14,7 +14,7 @@
 
 #include "engine/ring/ring.h"
 
-enum cf_type { CF_UINT, CF_SIZE, CF_U16, CF_BOOL, CF_STR, CF_DOUBLE, CF_TLS, CF_ROUTES };
+enum cf_type { CF_UINT, CF_SIZE, CF_U16, CF_BOOL, CF_STR, CF_DOUBLE, CF_TLS, CF_ROUTES, CF_UINT_LIST };
 
 struct cf_field {
     const char *path;
@@ -31,6 +31,28 @@ static const struct cf_field cf__fields[] = {
     F("ehlo_name", CF_STR, ehlo_name, 0, 0, "name sent in EHLO/HELO (default: this host's name)"),
     F("timeout_scale", CF_DOUBLE, timeout_scale, 0.0001, 1000, "multiplies every protocol timeout (default 1)"),
     F("max_message_bytes", CF_UINT, max_message_bytes, 1, 2147483647.0, "largest message accepted (default 52428800)"),
+    F("instance", CF_STR, instance, 0, 0, "this replica's consumer name; stable across restarts (default: host name; env SALVO_INSTANCE)"),
+    F("redis.url", CF_STR, redis_url, 0, 0, "redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379; env SALVO_REDIS_URL)"),
+    F("redis.prefix", CF_STR, prefix, 0, 0, "key prefix (default \"salvo\")"),
+    F("intake.max_in_memory", CF_UINT, intake.max_in_memory, 1, 1000000, "messages held in memory at once; reading stops when full (default 5000)"),
+    F("intake.tx_reserve", CF_UINT, intake.tx_reserve, 0, 1000000, "of those, slots only transactional mail may use (default 500)"),
+    F("intake.read_batch", CF_UINT, intake.read_batch, 1, 100000, "entries per stream read (default 500)"),
+    F("intake.block_ms", CF_UINT, intake.block_ms, 1, 60000, "how long a stream read waits for new entries (default 1000)"),
+    F("intake.heartbeat_ttl_ms", CF_UINT, intake.heartbeat_ttl_ms, 300, 3600000, "a replica silent this long is dead and its work is claimed (default 10000)"),
+    F("intake.claim_interval_ms", CF_UINT, intake.claim_interval_ms, 100, 3600000, "how often dead replicas' work is looked for (default 5000)"),
+    F("intake.promote_interval_ms", CF_UINT, intake.promote_interval_ms, 10, 60000, "how often due retries move back to the streams (default 500)"),
+    F("events.stream_max", CF_UINT, intake.events_max, 1, 100000000, "events stream cap, approximate (default 1000000)"),
+    F("events.file", CF_STR, events_file, 0, 0, "also append events as JSON lines to this file; reopened on SIGHUP (default none)"),
+    F("events.dead_max", CF_UINT, intake.dead_max, 1, 100000000, "dead-letter stream cap (default 100000)"),
+    F("retry.schedule_s", CF_UINT_LIST, intake.retry_s, 1, 31536000, "delays before attempts 2, 3, ...; the last repeats (default [60,300,900,1800,3600,7200,14400])"),
+    F("retry.jitter", CF_DOUBLE, intake.retry_jitter, 0, 1, "random +- fraction applied to each delay (default 0.1)"),
+    F("retry.max_attempts", CF_UINT, intake.max_attempts, 1, 1000, "attempts before a message expires (default 30)"),
+    F("retry.max_age_s", CF_UINT, max_age_s, 1, 31536000, "age at which a message expires (default 259200 = 3 days)"),
+    F("idempotency.ttl_s", CF_UINT, intake.idempotency_ttl_s, 1, 31536000, "how long an idempotency key is remembered (default 86400)"),
+    F("limits.max_job_bytes", CF_SIZE, intake.job_limits.max_job_bytes, 1024, 1073741824, "largest job accepted (default 10485760)"),
+    F("limits.max_rcpts_per_job", CF_UINT, intake.job_limits.max_rcpts, 1, 1000, "recipients in one job (default 1000)"),
+    F("shutdown_grace_s", CF_UINT, shutdown_grace_s, 0, 3600, "on SIGTERM, time to finish what is in memory (default 30)"),
+    F("progress_interval_s", CF_UINT, progress_interval_s, 0, 3600, "log a progress line this often, 0 = never (default 10)"),
     F("dns.servers", CF_STR, dns_servers, 0, 0, "resolvers, \"host:port\" list (string or array; default: the system's)"),
     F("dns.timeout_ms", CF_UINT, dns.timeout_ms, 1, 600000, "per-try DNS timeout (default 2000)"),
     F("dns.tries", CF_UINT, dns.tries, 1, 10, "DNS tries per query (default 2)"),
@@ -87,7 +109,14 @@ void config_init(struct salvo_config *c)
     if (gethostname(host, sizeof host - 1) != 0 || !host[0])
         snprintf(host, sizeof host, "localhost");
     c->ehlo_name = strdup(host);
+    c->instance = strdup(host);
+    c->redis_url = strdup("redis://127.0.0.1:6379");
+    c->prefix = strdup("salvo");
     c->tls_policy = strdup("opportunistic");
+    intake_config_defaults(&c->intake);
+    c->max_age_s = 259200;
+    c->shutdown_grace_s = 30;
+    c->progress_interval_s = 10;
     c->timeout_scale = 1.0;
     c->max_message_bytes = 50u * 1024 * 1024;
     dns_config_defaults(&c->dns);
@@ -101,6 +130,10 @@ void config_fini(struct salvo_config *c)
     free(c->ca_file);
     free(c->source_ip);
     free(c->tls_policy);
+    free(c->instance);
+    free(c->redis_url);
+    free(c->prefix);
+    free(c->events_file);
     memset(c, 0, sizeof *c);
 }
 
@@ -239,6 +272,20 @@ static int cf__apply(struct salvo_config *c, const struct cf_field *f, json_t *v
         if (strlen(json_string_value(v)) > 1000)
             return cf__err(err, errlen, "%s: too long", f->path);
         return cf__set_str((char **)(base + f->off), json_string_value(v));
+    case CF_UINT_LIST: {
+        if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > INTAKE_MAX_RETRY_STEPS)
+            return cf__err(err, errlen, "%s: expected a list of 1 to %d integers", f->path, INTAKE_MAX_RETRY_STEPS);
+        size_t i;
+        json_t *e;
+        unsigned *dst = (unsigned *)(base + f->off);
+        json_array_foreach(v, i, e) {
+            if (!json_is_integer(e) || json_integer_value(e) < f->min || json_integer_value(e) > f->max)
+                return cf__err(err, errlen, "%s[%zu]: expected an integer in [%.0f, %.0f]", f->path, i, f->min, f->max);
+            dst[i] = (unsigned)json_integer_value(e);
+        }
+        c->intake.nretry = (unsigned)json_array_size(v);
+        return 0;
+    }
     case CF_ROUTES: {
         if (!json_is_object(v))
             return cf__err(err, errlen, "%s: expected an object {\"domain\": \"host:port\"}", f->path);
@@ -322,7 +369,14 @@ int config_set(struct salvo_config *c, const char *path, const char *value, char
         c->nroutes++;
         return 0;
     }
-    if (f->type == CF_STR || f->type == CF_TLS) {
+    if (f->type == CF_UINT_LIST && value[0] != '[') {
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "[%s]", value);
+        json_error_t je;
+        v = json_loads(tmp, 0, &je);
+        if (!v)
+            return cf__err(err, errlen, "%s: cannot parse '%s'", path, value);
+    } else if (f->type == CF_STR || f->type == CF_TLS) {
         v = json_string(value);
     } else {
         json_error_t je;
@@ -353,8 +407,30 @@ int config_finish(struct salvo_config *c, char *err, size_t errlen)
     if (c->dns.ttl_min_s > c->dns.ttl_max_s)
         return cf__err(err, errlen, "dns.ttl_min_s: larger than dns.ttl_max_s");
     c->dns.servers = c->dns_servers;
+    if (!c->instance || !*c->instance || strpbrk(c->instance, " \t\r\n"))
+        return cf__err(err, errlen, "instance: must be a non-empty name without spaces");
+    if (!c->prefix || !*c->prefix || strpbrk(c->prefix, " {}"))
+        return cf__err(err, errlen, "redis.prefix: must be non-empty, without spaces or braces");
+    if (c->intake.tx_reserve >= c->intake.max_in_memory)
+        return cf__err(err, errlen, "intake.tx_reserve: must be smaller than intake.max_in_memory");
+    c->intake.redis_url = c->redis_url;
+    c->intake.instance = c->instance;
+    c->intake.prefix = c->prefix;
+    c->intake.events_file = c->events_file;
+    c->intake.max_age_ms = (uint64_t)c->max_age_s * 1000;
     c->dlv.routes = c->routes;
     c->dlv.nroutes = c->nroutes;
+    return 0;
+}
+
+int config_apply_env(struct salvo_config *c, char *err, size_t errlen)
+{
+    const char *v = getenv("SALVO_REDIS_URL");
+    if (v && *v && config_set(c, "redis.url", v, err, errlen) != 0)
+        return -1;
+    v = getenv("SALVO_INSTANCE");
+    if (v && *v && config_set(c, "instance", v, err, errlen) != 0)
+        return -1;
     return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "engine/delivery/delivery.h"
 #include "engine/dns/dns.h"
+#include "engine/intake/intake.h"
 #include "engine/smtp/smtp_session.h"
 
 #define CONFIG_MAX_ROUTES 256
@@ -22,8 +23,16 @@ struct salvo_config {
     char *ca_file;
     char *source_ip;
     char *tls_policy;         /* text form, validated */
+    char *redis_url;
+    char *instance;
+    char *prefix;
+    char *events_file;
     double timeout_scale;
     unsigned max_message_bytes;
+    unsigned max_age_s;
+    unsigned shutdown_grace_s;
+    unsigned progress_interval_s;
+    struct intake_config intake;
     struct dns_config dns;
     struct dlv_config dlv;    /* session timeouts/limits live in dlv.session */
     struct dlv_route routes[CONFIG_MAX_ROUTES];
@@ -41,6 +50,8 @@ int config_set(struct salvo_config *c, const char *path, const char *value, char
 int config_add_route(struct salvo_config *c, const char *spec, char *err, size_t errlen);
 /* Final cross-field checks and derived values (timeout scale, policy, source address). */
 int config_finish(struct salvo_config *c, char *err, size_t errlen);
+/* Applies SALVO_REDIS_URL and SALVO_INSTANCE when set (containers set these). */
+int config_apply_env(struct salvo_config *c, char *err, size_t errlen);
 /* Prints every field with its default and description (for docs and --help). */
 void config_print_fields(void);
 

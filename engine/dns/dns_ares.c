@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -227,6 +228,7 @@ static void dns__on_sock_state(void *data, ares_socket_t fd, int readable, int w
 {
     struct dns *d = data;
     struct dns__io *io = d->io;
+    fprintf(stderr, "sockstate fd %d r %d w %d\n", fd, readable, writable);
     unsigned events = (readable ? POLLIN : 0) | (writable ? POLLOUT : 0);
     struct dns__poll *cur = NULL;
     for (unsigned i = 0; i < DNS_POLL_SLOTS; i++)
@@ -258,9 +260,10 @@ static void dns__io_reap(struct ring_timer *t)
     bool busy = io->deliver.queued;
     for (unsigned i = 0; i < DNS_POLL_SLOTS && !busy; i++)
         busy = ring_poll_busy(&io->polls[i].p);
-    if (busy)
+    if (busy) {
+        static int n; if (n++ < 5) for (unsigned i = 0; i < DNS_POLL_SLOTS; i++) if (ring_poll_busy(&io->polls[i].p)) fprintf(stderr, "slot %u fd %d inflight %u active %d ev %u\n", i, io->polls[i].p.fd, io->polls[i].p.inflight, io->polls[i].p.active, io->polls[i].p.events);
         ring_timer_arm(io->ring, &io->reap, DNS_REAP_INTERVAL_MS);
-    else
+    } else
         free(io);
 }
 

@@ -10,13 +10,15 @@ from servers import Stop
 class BasicSmtp:
     """A plain SMTP server that accepts everything. Per connection it records in
     conn.record: helo, starttls (STARTTLS was asked for), tls (handshake completed),
-    messages (mail, rcpts: addresses; mail_arg, rcpt_args: as sent; content = unstuffed bytes, raw = bytes exactly as received
-    between 354 and the final dot), pipelined (see hold_pipeline)."""
+    messages (mail, rcpts: addresses; mail_arg, rcpt_args: as sent; content: unstuffed bytes;
+    raw: the bytes exactly as received between 354 and the final dot; acked: the final dot
+    was answered 250), pipelined (see hold_pipeline)."""
 
     name = "mx.raw.test"
     extensions = ("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
     # None: STARTTLS not offered. An ssl.SSLContext: a real handshake. "garbage": answer 220
     # then send bytes that are not TLS. "close": answer 220, read the ClientHello, close.
+    # "alert": answer 220, then fail the handshake with a TLS alert (no shared cipher).
     starttls = None
     # When True, a MAIL command is not answered until the DATA command that should follow
     # it in the same pipelined group has arrived too: conn.record["pipelined"] tells whether
@@ -86,6 +88,14 @@ class BasicSmtp:
         if self.starttls == "close":
             conn.read_some()    # the ClientHello
             return False        # closes the connection mid-handshake
+        if self.starttls == "alert":
+            # A real TLS server with no certificate: it can agree on no cipher suite and
+            # aborts the handshake with a TLS alert.
+            try:
+                conn.starttls(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+            except (ssl.SSLError, OSError):
+                return False
+            raise AssertionError("a TLS handshake without a server certificate succeeded")
         assert isinstance(self.starttls, ssl.SSLContext)
         conn.starttls(self.starttls)
         conn.record["tls"] = True
@@ -125,12 +135,13 @@ class BasicSmtp:
                 break
             raw.append(line)
             content.append(line[1:] if line.startswith(b".") else line)
-        txn = dict(conn.txn, raw=b"".join(raw), content=b"".join(content))
+        txn = dict(conn.txn, raw=b"".join(raw), content=b"".join(content), acked=False)
         conn.record["messages"].append(txn)
         conn.txn = None
         return self.end_of_data(conn)
 
     def end_of_data(self, conn):
+        conn.record["messages"][-1]["acked"] = True
         conn.send("250 2.0.0 Ok: queued as 4242\r\n")
 
     def cmd_rset(self, conn, arg):

@@ -211,16 +211,22 @@ def test_hostile_scripts_misbehave_as_designed(net, script, send, until, check):
     assert refused(addr, port)
 
 
-def test_starttls_close_script_drops_during_handshake(net):
+@pytest.mark.parametrize("broken", ["close", "alert"])
+def test_starttls_broken_handshake_scripts_fail_the_handshake(net, broken):
     addr = net.addr()
     port = net.port(addr)
-    net.raw(addr, port, S.BasicSmtp(starttls="close"))
+    srv = net.raw(addr, port, S.BasicSmtp(starttls=broken))
     with smtplib.SMTP(addr, port, timeout=10) as c:
         assert b"STARTTLS" in c.ehlo()[1]
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        with pytest.raises((ssl.SSLError, OSError)):
+        with pytest.raises((ssl.SSLError, OSError)) as e:
             c.starttls(context=ctx)
+        if broken == "alert":
+            assert "ALERT" in str(e.value).upper(), e.value
+    srv.stop()
+    assert srv.connections[0]["starttls"] and not srv.connections[0]["tls"]
+    assert srv.connections[0]["error"] is None
 
 
 def test_blackhole_connect_never_completes(net):

@@ -73,6 +73,23 @@ def test_pipelining_sends_mail_rcpt_data_before_reading_replies(net, salvo, mess
     assert verbs == ["MAIL"] + ["RCPT"] * len(rcpts) + ["DATA"], (group, res)
 
 
+def test_no_pipelining_when_the_server_does_not_offer_it(net, salvo, message):
+    addr = net.addr()
+    port = net.port(addr)
+    srv = net.smtpd(addr, port, pipelining=False)
+    rcpts = ["n1@nopipe.test", "n2@nopipe.test"]
+    res = salvo.send(message(), rcpts, routes=[("nopipe.test", addr, port)])
+    assert_exit(res, EXIT_OK)
+    for r in rcpts:
+        assert_delivered(res, r)
+    assert [sorted(m["rcpts"]) for m in srv.messages] == [rcpts]
+    # every command waits for the previous reply: MAIL is alone before its reply
+    groups = [g for g in (pipelined_group(res, c) for c in res.connection_ids()) if g]
+    assert groups, "no MAIL in the -v trace%s" % res
+    for g in groups:
+        assert len(g) == 1, ("sent without waiting for the MAIL reply", g, res)
+
+
 def test_implicit_mx_uses_the_domains_address(net, salvo, message):
     addr = net.addr()
     port = net.port(addr)

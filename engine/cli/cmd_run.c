@@ -1,0 +1,224 @@
+/* engine/cli/cmd_run.c — `salvo run`: the long-running engine. Reads jobs from Redis, delivers,
+ * settles outcomes; SIGTERM/SIGINT stop reading and finish what is in memory within the grace
+ * period; SIGHUP reopens the events file. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cli/cli.h"
+#include "engine/config/config.h"
+#include "engine/intake/intake.h"
+#include "engine/util/log.h"
+#include "engine/worker/worker.h"
+
+static volatile sig_atomic_t run__stop, run__hup;
+
+static void run__on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        run__hup = 1;
+    else
+        run__stop++;
+}
+
+static void run__usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: salvo run [options]\n\n"
+        "Runs the engine: reads jobs from Redis, delivers them, writes every outcome as an event.\n"
+        "With no configuration file it runs on the documented defaults (docs/config.md).\n\n"
+        "Options:\n"
+        "  --config FILE          JSON configuration file\n"
+        "  --redis URL            Redis URL (env SALVO_REDIS_URL; default redis://127.0.0.1:6379)\n"
+        "  --instance NAME        this replica's name (env SALVO_INSTANCE; default: host name)\n"
+        "  --resolver HOST:PORT   DNS resolver (repeatable; default: the system's)\n"
+        "  --mx-port N            port used to connect to MX hosts (default 25)\n"
+        "  --route DOMAIN=HOST:PORT  static route (repeatable)\n"
+        "  --timeout-scale F      multiply every protocol timeout by F\n"
+        "  --events-file PATH     also write events as JSON lines to PATH (reopened on SIGHUP)\n"
+        "  --set PATH=VALUE       set any configuration field (repeatable)\n"
+        "  --log-level LEVEL      error | warn | info | debug | trace (default info)\n"
+        "  -v, --verbose          trace every SMTP line (same as --log-level trace)\n"
+        "  -h, --help             this text\n\n"
+        "Signals: SIGTERM/SIGINT finish in-memory work (grace: shutdown_grace_s) and exit 0;\n"
+        "a second one exits at once (unfinished messages stay pending and are taken over);\n"
+        "SIGHUP reopens the events file.\n");
+}
+
+enum { R_CONFIG = 256, R_REDIS, R_INSTANCE, R_RESOLVER, R_MXPORT, R_ROUTE, R_SCALE, R_EVENTS, R_SET, R_LOG };
+
+static const struct option run__opts[] = {
+    {"config", required_argument, 0, R_CONFIG}, {"redis", required_argument, 0, R_REDIS},
+    {"instance", required_argument, 0, R_INSTANCE}, {"resolver", required_argument, 0, R_RESOLVER},
+    {"mx-port", required_argument, 0, R_MXPORT}, {"route", required_argument, 0, R_ROUTE},
+    {"timeout-scale", required_argument, 0, R_SCALE}, {"events-file", required_argument, 0, R_EVENTS},
+    {"set", required_argument, 0, R_SET}, {"log-level", required_argument, 0, R_LOG},
+    {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+};
+
+int cmd_run(int argc, char **argv)
+{
+    struct salvo_config cfg;
+    config_init(&cfg);
+    char err[CONFIG_ERR_MAX];
+    char resolvers[1024] = "";
+    const char *config_file = NULL;
+    int rc = CLI_EX_USAGE, c;
+    enum log_level lvl = LOG_INFO;
+
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "vh", run__opts, NULL)) != -1)
+        if (c == R_CONFIG)
+            config_file = optarg;
+    if (config_file && config_load_file(&cfg, config_file, err, sizeof err) != 0) {
+        fprintf(stderr, "salvo run: %s\n", err);
+        config_fini(&cfg);
+        return CLI_EX_CONFIG;
+    }
+    if (config_apply_env(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "salvo run: environment: %s\n", err);
+        config_fini(&cfg);
+        return CLI_EX_CONFIG;
+    }
+    opterr = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "vh", run__opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case R_CONFIG: break;
+        case R_REDIS: bad = config_set(&cfg, "redis.url", optarg, err, sizeof err); break;
+        case R_INSTANCE: bad = config_set(&cfg, "instance", optarg, err, sizeof err); break;
+        case R_RESOLVER:
+            if (strlen(resolvers) + strlen(optarg) + 2 > sizeof resolvers) {
+                snprintf(err, sizeof err, "too many resolvers");
+                bad = 1;
+                break;
+            }
+            if (resolvers[0])
+                strcat(resolvers, ",");
+            strcat(resolvers, optarg);
+            break;
+        case R_MXPORT: bad = config_set(&cfg, "delivery.mx_port", optarg, err, sizeof err); break;
+        case R_ROUTE: bad = config_add_route(&cfg, optarg, err, sizeof err); break;
+        case R_SCALE: bad = config_set(&cfg, "timeout_scale", optarg, err, sizeof err); break;
+        case R_EVENTS: bad = config_set(&cfg, "events.file", optarg, err, sizeof err); break;
+        case R_SET: {
+            char *eq = strchr(optarg, '=');
+            if (!eq) {
+                snprintf(err, sizeof err, "--set expects PATH=VALUE, got '%s'", optarg);
+                bad = 1;
+                break;
+            }
+            *eq = '\0';
+            bad = config_set(&cfg, optarg, eq + 1, err, sizeof err);
+            *eq = '=';
+            break;
+        }
+        case R_LOG:
+            if (log_level_from_text(optarg, &lvl) != 0) {
+                snprintf(err, sizeof err, "unknown log level '%s'", optarg);
+                bad = 1;
+            }
+            break;
+        case 'v': lvl = LOG_TRACE; break;
+        case 'h':
+            run__usage(stdout);
+            config_fini(&cfg);
+            return CLI_EX_OK;
+        default:
+            run__usage(stderr);
+            config_fini(&cfg);
+            return CLI_EX_USAGE;
+        }
+        if (bad) {
+            fprintf(stderr, "salvo run: %s\n", err);
+            config_fini(&cfg);
+            return CLI_EX_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "salvo run: unexpected argument '%s'\n", argv[optind]);
+        config_fini(&cfg);
+        return CLI_EX_USAGE;
+    }
+    if ((resolvers[0] && config_set(&cfg, "dns.servers", resolvers, err, sizeof err) != 0) ||
+        config_finish(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "salvo run: %s\n", err);
+        config_fini(&cfg);
+        return CLI_EX_CONFIG;
+    }
+    log_set_level(lvl);
+    /* each in-memory message can need one transaction per recipient domain */
+    if (cfg.dlv.max_txns < cfg.intake.max_in_memory * 2)
+        cfg.dlv.max_txns = cfg.intake.max_in_memory * 2;
+
+    struct worker w;
+    if (worker_init(&w, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "salvo run: %s\n", err);
+        config_fini(&cfg);
+        return CLI_EX_CONFIG;
+    }
+    struct intake *in = NULL;
+    const char *why = NULL;
+    if (intake_create(&in, w.ring, w.dlv, &cfg.intake, &why) != 0) {
+        fprintf(stderr, "salvo run: %s\n", why ? why : "cannot start intake");
+        worker_fini(&w);
+        config_fini(&cfg);
+        return CLI_EX_CONFIG;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = run__on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    log_info("salvo run: instance %s, redis %s", cfg.instance, cfg.redis_url);
+
+    uint64_t next_progress = ring_now_ms(w.ring) + cfg.progress_interval_s * 1000u;
+    uint64_t stop_deadline = 0;
+    rc = CLI_EX_OK;
+    for (;;) {
+        int lr = ring_run_once(w.ring, 100);
+        if (lr != 0) {
+            log_error("event loop: %s", strerror(-lr));
+            rc = CLI_EX_SOFTWARE;
+            break;
+        }
+        uint64_t now = ring_now_ms(w.ring);
+        if (run__hup) {
+            run__hup = 0;
+            intake_reopen_events(in);
+        }
+        if (run__stop && !stop_deadline) {
+            log_info("salvo run: stopping; %u messages in memory", intake_in_memory(in));
+            intake_stop_reading(in);
+            stop_deadline = now + cfg.shutdown_grace_s * 1000u + 1;
+        }
+        if (stop_deadline && (intake_in_memory(in) == 0 || now >= stop_deadline || run__stop > 1)) {
+            if (intake_in_memory(in))
+                log_warn("salvo run: %u messages still in memory stay pending for takeover",
+                         intake_in_memory(in));
+            break;
+        }
+        if (cfg.progress_interval_s && now >= next_progress) {
+            struct intake_stats st;
+            intake_get_stats(in, &st);
+            log_info("progress: read %llu delivered %llu deferred %llu bounced %llu expired %llu "
+                     "rejected %llu in-memory %u%s",
+                     (unsigned long long)st.read, (unsigned long long)st.delivered,
+                     (unsigned long long)st.deferred, (unsigned long long)st.bounced,
+                     (unsigned long long)st.expired, (unsigned long long)st.rejected,
+                     intake_in_memory(in), intake_ready(in) ? "" : " (redis unavailable)");
+            next_progress = now + cfg.progress_interval_s * 1000u;
+        }
+    }
+    worker_drain(&w, 2000);
+    intake_destroy(in);
+    worker_fini(&w);
+    config_fini(&cfg);
+    return rc;
+}

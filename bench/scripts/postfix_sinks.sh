@@ -32,7 +32,7 @@ usage() {
 }
 
 is_smtp_sink() { # pid -> true when it is still one of ours
-    [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm")" = "smtp-sink" ]
+    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "smtp-sink" ]
 }
 
 start() {

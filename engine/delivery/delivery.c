@@ -42,6 +42,7 @@ struct dlv_dest {
     unsigned nconns, nconnecting;
     struct ring_defer pump;
     struct smtp_outcome last_fail;   /* most recent host failure, for the queue if all fail */
+    uint64_t retry_after_ms;         /* whole-destination backoff (monotonic) */
     struct smtp_conn_info last_conn;
 };
 
@@ -87,6 +88,8 @@ void dlv_config_defaults(struct dlv_config *c)
     c->max_rcpts_per_txn = 100;
     c->max_txns = 10000;
     c->tls_broken_ttl_s = 3600;
+    c->max_queued_per_dest = 200;
+    c->dest_retry_s = 30;
 }
 
 const char *dlv_status_to_text(enum dlv_status s)
@@ -315,6 +318,11 @@ static void dest__give_up(struct dlv_dest *dest)
 {
     dest->host_idx = dest->addr_idx = 0;
     dest->state = DEST_IDLE; /* the next message re-resolves (the DNS cache answers) */
+    struct fail_verdict v = fail_classify(dest->last_fail.phase, dest->last_fail.transport,
+                                          dest->last_fail.code, dest->last_fail.enh_class,
+                                          dest->last_fail.enh_subject, dest->last_fail.enh_detail);
+    if (v.cls == FAIL_TEMPORARY && dest->d->cfg.dest_retry_s)
+        dest->retry_after_ms = ring_now_ms(dest->d->ring) + (uint64_t)dest->d->cfg.dest_retry_s * 1000u;
     if (dest->nconns == 0 || dest->queued)
         dest__fail_queue(dest, &dest->last_fail, &dest->last_conn);
 }
@@ -595,6 +603,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
     m->pending = m->nrcpts;
     for (unsigned i = 0; i < m->nrcpts; i++) {
         m->rcpts[i].msg = m;
+        m->rcpts[i].not_attempted = false;
         m->rcpts[i].r.state = SMTP_RCPT_PENDING;
         m->rcpts[i].r.next = NULL;
         memset(&m->rcpts[i].conn, 0, sizeof m->rcpts[i].conn);
@@ -616,6 +625,36 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             snprintf(rc->r.outcome.text, sizeof rc->r.outcome.text, "bad recipient address syntax");
             rc->r.state = SMTP_RCPT_DONE;
             dlv__finish_rcpt(d, rc, NULL);
+            continue;
+        }
+        const char *refuse = NULL;
+        char why[SMTP_OUTCOME_TEXT_MAX];
+        if (dest->retry_after_ms > ring_now_ms(d->ring)) {
+            snprintf(why, sizeof why, "destination %.255s is backing off after: %.600s", dest->domain,
+                     dest->last_fail.text);
+            refuse = why;
+        } else if (dest->queued >= d->cfg.max_queued_per_dest) {
+            snprintf(why, sizeof why, "destination %s busy: %u transactions queued", dest->domain,
+                     dest->queued);
+            refuse = why;
+        }
+        if (refuse) {
+            /* every recipient of this message for this destination waits, unattempted */
+            for (unsigned j = i; j < m->nrcpts; j++) {
+                struct dlv_rcpt *o = &m->rcpts[j];
+                size_t ol;
+                const char *od;
+                if (o->r.state != SMTP_RCPT_PENDING || !(od = dlv__domain_of(o->r.addr, &ol)) ||
+                    dlv__dest(d, od, ol) != dest)
+                    continue;
+                memset(&o->r.outcome, 0, sizeof o->r.outcome);
+                o->r.outcome.phase = FAIL_PHASE_LOCAL;
+                o->r.outcome.transport = FAIL_T_LOCAL_TEMP;
+                snprintf(o->r.outcome.text, sizeof o->r.outcome.text, "%s", refuse);
+                o->r.state = SMTP_RCPT_DONE;
+                o->not_attempted = true;
+                dlv__finish_rcpt(d, o, dest->retry_after_ms ? &dest->last_conn : NULL);
+            }
             continue;
         }
         struct dlv_txn *t = d->free_txns;

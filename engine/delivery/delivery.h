@@ -36,6 +36,10 @@ struct dlv_config {
     unsigned max_rcpts_per_txn;      /* default 100 */
     unsigned max_txns;               /* transactions in memory at once (default 10000) */
     unsigned tls_broken_ttl_s;       /* plaintext for a host whose handshake failed (3600) */
+    unsigned max_queued_per_dest;    /* transactions waiting at one destination; more are
+                                        refused as "busy" (not attempted) (default 200) */
+    unsigned dest_retry_s;           /* after a whole-destination temporary failure, new work
+                                        is deferred without connecting this long (default 30) */
     const struct dlv_route *routes;
     unsigned nroutes;
 };
@@ -51,6 +55,8 @@ struct dlv_rcpt {
     struct smtp_conn_info conn;      /* out: where the attempt went */
     struct fail_verdict verdict;     /* out: meaningful unless delivered */
     enum dlv_status status;          /* out */
+    bool not_attempted;              /* out: deferred by scheduling (destination busy or
+                                        backing off), no delivery attempt was made */
     struct dlv_msg *msg;             /* internal */
 };
 

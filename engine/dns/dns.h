@@ -58,6 +58,9 @@ typedef void (*dns_cb)(void *arg, const struct dns_result *res);
 
 int dns_create(struct dns **out, struct ring *ring, const struct dns_config *cfg,
                const char **err);
+/* Cancels every lookup without calling its callback; may be called from a callback. The
+ * ring lets go of the resolver's socket polls a turn or two later: run it until
+ * ring_pending() is 0 before ring_destroy, or a small block is leaked. */
 void dns_destroy(struct dns *d);
 /* Resolves a mail domain. The callback always runs from the ring (never inside this call),
  * exactly once, unless dns_destroy comes first. res is valid only during the callback.
@@ -66,6 +69,8 @@ int dns_resolve_mx(struct dns *d, const char *domain, dns_cb cb, void *arg);
 /* Resolves one host name (or IP literal) to addresses, e.g. a static route's smarthost. */
 int dns_resolve_host(struct dns *d, const char *name, dns_cb cb, void *arg);
 
+/* queries: DNS queries sent (MX, A, AAAA); cache_hits/misses: per dns_resolve_* call (IP
+ * literals and invalid names count as neither). */
 struct dns_stats { uint64_t queries, cache_hits, cache_misses; };
 void dns_get_stats(const struct dns *d, struct dns_stats *out);
 

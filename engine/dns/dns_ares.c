@@ -13,7 +13,6 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -28,6 +27,7 @@
  * that was stopped stays busy for a loop turn, hence the headroom. */
 #define DNS_POLL_SLOTS 32
 #define DNS_REAP_INTERVAL_MS 1
+#define DNS_REAP_MAX_INTERVAL_MS 1000
 
 #define DNS__CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -82,6 +82,7 @@ struct dns__io {
     struct dns *d;                       /* NULL once destroyed */
     struct ring_defer deliver;
     struct ring_timer reap;
+    uint64_t reap_interval_ms;
     struct dns__poll polls[DNS_POLL_SLOTS];
 };
 
@@ -228,7 +229,6 @@ static void dns__on_sock_state(void *data, ares_socket_t fd, int readable, int w
 {
     struct dns *d = data;
     struct dns__io *io = d->io;
-    fprintf(stderr, "sockstate fd %d r %d w %d\n", fd, readable, writable);
     unsigned events = (readable ? POLLIN : 0) | (writable ? POLLOUT : 0);
     struct dns__poll *cur = NULL;
     for (unsigned i = 0; i < DNS_POLL_SLOTS; i++)
@@ -260,11 +260,14 @@ static void dns__io_reap(struct ring_timer *t)
     bool busy = io->deliver.queued;
     for (unsigned i = 0; i < DNS_POLL_SLOTS && !busy; i++)
         busy = ring_poll_busy(&io->polls[i].p);
-    if (busy) {
-        static int n; if (n++ < 5) for (unsigned i = 0; i < DNS_POLL_SLOTS; i++) if (ring_poll_busy(&io->polls[i].p)) fprintf(stderr, "slot %u fd %d inflight %u active %d ev %u\n", i, io->polls[i].p.fd, io->polls[i].p.inflight, io->polls[i].p.active, io->polls[i].p.events);
-        ring_timer_arm(io->ring, &io->reap, DNS_REAP_INTERVAL_MS);
-    } else
+    if (!busy) {
         free(io);
+        return;
+    }
+    /* Normally one or two turns; back off in case the kernel is slow to let go. */
+    if (io->reap_interval_ms < DNS_REAP_MAX_INTERVAL_MS)
+        io->reap_interval_ms *= 2;
+    ring_timer_arm(io->ring, &io->reap, io->reap_interval_ms);
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -288,6 +291,7 @@ static struct dns_req *dns__req_get(struct dns *d)
 
 static void dns__req_put(struct dns *d, struct dns_req *q)
 {
+    q->followers = NULL; /* they are returned to the pool on their own */
     q->next = d->free_reqs;
     d->free_reqs = q;
 }
@@ -904,10 +908,12 @@ static void dns__free(struct dns *d)
         io->polls[i].in_use = false;
         busy |= ring_poll_busy(&io->polls[i].p);
     }
-    if (busy)
-        ring_timer_arm(d->ring, &io->reap, DNS_REAP_INTERVAL_MS);
-    else
+    if (busy) {
+        io->reap_interval_ms = DNS_REAP_INTERVAL_MS;
+        ring_timer_arm(d->ring, &io->reap, io->reap_interval_ms);
+    } else {
         free(io);
+    }
     free(d);
 }
 

@@ -50,7 +50,7 @@ static void event__time(char *buf, size_t cap, int64_t ms)
 int event_format(const struct event_info *e, int64_t now_ms, uint64_t seq, struct buf *out)
 {
     struct jsonw w;
-    char tbuf[40], idbuf[96];
+    char tbuf[80], idbuf[96];
     jsonw_begin(&w, out);
     snprintf(idbuf, sizeof idbuf, "%s-%llx-%llx", e->instance ? e->instance : "salvo",
              (unsigned long long)now_ms, (unsigned long long)seq);

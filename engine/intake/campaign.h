@@ -32,6 +32,7 @@ struct campaign {
  * -1 with *err set, or -ENOMEM; *out is empty on failure. */
 int campaign_parse(const char *json, size_t len, struct campaign *out, struct job_error *err);
 
+/* Releases everything the campaign owns and empties *c; harmless on an empty one. */
 void campaign_free(struct campaign *c);
 
 #endif

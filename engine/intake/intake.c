@@ -12,6 +12,7 @@
 
 #include "engine/events/event.h"
 #include "engine/intake/build.h"
+#include "engine/intake/job_peek.h"
 #include "engine/intake/scripts.h"
 #include "engine/redis/rds.h"
 #include "engine/util/buf.h"
@@ -107,6 +108,7 @@ void intake_config_defaults(struct intake_config *c)
     c->max_attempts = 30;
     c->max_age_ms = 3ull * 24 * 3600 * 1000;
     c->idempotency_ttl_s = 86400;
+    c->busy_retry_ms = 5000;
 }
 
 static int64_t intake__wall_ms(void)
@@ -219,7 +221,7 @@ static void intake__event(struct intake *in, struct batch *b, struct imsg *im,
     if (im->has_job) {
         ev->job_id = im->job.id;
         ev->campaign_id = im->job.campaign_id;
-        ev->sender = im->job.from;
+        ev->sender = im->job.from ? im->job.from : im->dm.from;
         ev->meta_json = im->job.meta_json;
         ev->created_ms = im->created_ms;
     }
@@ -271,7 +273,16 @@ static void intake__reject(struct imsg *im, const char *code, const char *detail
             intake__event(in, b, im, &ev);
         }
     } else {
-        intake__event(in, b, im, &ev);
+        /* the job did not validate: name what the producer gave, as far as it can be read */
+        struct job_peek pk;
+        job_peek((const char *)im->raw.data, im->raw.len, &pk);
+        ev.campaign_id = pk.campaign_id[0] ? pk.campaign_id : NULL;
+        ev.job_id = pk.job_id[0] ? pk.job_id : NULL;
+        ev.sender = pk.from[0] ? pk.from : NULL;
+        for (unsigned i = 0; i < (pk.nto ? pk.nto : 1); i++) {
+            ev.recipient = pk.nto ? pk.to[i] : NULL;
+            intake__event(in, b, im, &ev);
+        }
     }
     batch__end_msg(b, im);
     intake__schedule_flush(in);
@@ -320,13 +331,30 @@ static void intake__settle_attempt(struct dlv_msg *dm)
     unsigned nrem = 0;
     const struct dlv_rcpt *last_fail = NULL;
     batch__begin_msg(b, im);
-    bool expire = attempt >= (im->job.max_attempts ? im->job.max_attempts : in->cfg.max_attempts) ||
-                  now >= im->deadline_ms;
-    int64_t due = now + (int64_t)intake__retry_delay_s(in, im->job.attempt) * 1000;
+    /* Recipients deferred by scheduling (destination busy or backing off) were not attempted:
+     * when nobody was attempted the message just waits, without using up an attempt. */
+    bool any_attempted = false;
+    for (unsigned i = 0; i < dm->nrcpts; i++)
+        any_attempted |= !dm->rcpts[i].not_attempted;
+    if (!any_attempted)
+        attempt = im->job.attempt;
+    unsigned max_attempts = im->job.max_attempts ? im->job.max_attempts
+                            : (im->campaign && build_campaign_max_attempts(im->campaign))
+                                ? build_campaign_max_attempts(im->campaign)
+                                : in->cfg.max_attempts;
+    bool expire = (any_attempted && attempt >= max_attempts) || now >= im->deadline_ms;
+    int64_t due = any_attempted ? now + (int64_t)intake__retry_delay_s(in, im->job.attempt) * 1000
+                                : now + in->cfg.busy_retry_ms;
     if (!expire && due >= im->deadline_ms)
         due = im->deadline_ms; /* one last try right at the deadline */
     for (unsigned i = 0; i < dm->nrcpts; i++) {
         struct dlv_rcpt *r = &dm->rcpts[i];
+        if (r->not_attempted && r->status == DLV_DEFERRED && !expire) {
+            if (nrem < sizeof remaining / sizeof *remaining)
+                remaining[nrem++] = r->r.addr;
+            last_fail = r;
+            continue;
+        }
         struct event_info ev = {.recipient = r->r.addr, .attempt = attempt, .outcome = &r->r.outcome,
                                 .conn = &r->conn, .verdict = &r->verdict, .delivery_ms = dur};
         switch (r->status) {
@@ -525,7 +553,8 @@ static void intake__submit(struct imsg *im)
     size_t body_len;
     if (build_message(im->campaign, j, intake__wall_ms(), in->event_seq++, &im->body, &body,
                       &body_len, &err) != 0) {
-        intake__reject(im, "invalid_field", err, true);
+        intake__reject(im, err && strstr(err, "injection") ? "header_injection" : "invalid_field",
+                       err ? err : "message cannot be built", true);
         return;
     }
     im->dm = (struct dlv_msg){

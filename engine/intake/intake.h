@@ -35,6 +35,8 @@ struct intake_config {
     unsigned max_attempts;         /* default 30 */
     uint64_t max_age_ms;           /* default 3 days */
     unsigned idempotency_ttl_s;    /* default 86400 */
+    unsigned busy_retry_ms;        /* a message its destination could not take now waits this
+                                      long in the retry set, no attempt used (default 5000) */
     const char *events_file;       /* JSON lines, or NULL */
     struct job_limits job_limits;
 };

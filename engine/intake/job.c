@@ -30,6 +30,7 @@ void job_error_set(struct job_error *err, const char *code, const char *fmt, ...
     err->code = code;
     vsnprintf(err->detail, sizeof err->detail, fmt, ap);
     va_end(ap);
+    /* Details quote producer text (field names, addresses); keep them one printable line. */
     for (char *p = err->detail; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';

@@ -52,7 +52,8 @@ struct job_error {
 struct job {
     enum job_kind kind;
     enum job_lane lane;
-    bool lane_given;                /* false: lane is the default (transactional) */
+    bool lane_given;                /* false: "lane" absent (lane reads transactional; the
+                                       stream's or the campaign's lane applies) */
     const char *id;                 /* producer's job id, or NULL */
     const char *idempotency_key;    /* or NULL */
     const char *from;               /* envelope sender; "" = null sender; NULL only for a
@@ -92,6 +93,7 @@ int job_to_payload(const struct job *j, const char *const *remaining, unsigned n
                    unsigned attempt, int64_t created_ms, const char *last_error,
                    struct buf *out);
 
+/* Releases everything the job owns and empties *j; harmless on an empty job. */
 void job_free(struct job *j);
 
 /* Fills err: the code, and a detail formatted like printf (truncated to fit). For callers

@@ -14,15 +14,12 @@
 
 int job_json_fail(struct job_error *err, const char *code, const char *fmt, ...)
 {
+    char detail[sizeof err->detail];
     va_list ap;
     va_start(ap, fmt);
-    err->code = code;
-    vsnprintf(err->detail, sizeof err->detail, fmt, ap);
+    vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    /* Details quote producer text (field names, addresses); keep them one printable line. */
-    for (char *p = err->detail; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
+    job_error_set(err, code, "%s", detail);
     return -1;
 }
 
@@ -99,7 +96,7 @@ int job_json_string(json_t *v, const char *path, unsigned flags, size_t max,
 int job_json_name(json_t *v, const char *path, struct job_arena *a, const char **out,
                   struct job_error *err)
 {
-    size_t n;
+    size_t n = 0;
     if (job_json_string(v, path, JOB_STR_NONEMPTY, 0, a, out, &n, err))
         return -1;
     if (n > JOB_MAX_NAME_BYTES)

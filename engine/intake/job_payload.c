@@ -19,8 +19,8 @@ struct payload {
 
 static void pl__raw(struct payload *p, const char *s, size_t n)
 {
-    if (!p->err && buf_append(p->b, s, n))
-        p->err = -ENOBUFS;
+    if (!p->err)
+        p->err = buf_append(p->b, s, n);
 }
 
 static void pl__key(struct payload *p, const char *key)
@@ -51,8 +51,8 @@ static void pl__str(struct payload *p, const char *key, const char *s)
 static void pl__int(struct payload *p, const char *key, int64_t v)
 {
     pl__key(p, key);
-    if (!p->err && buf_printf(p->b, "%" PRId64, v))
-        p->err = -ENOBUFS;
+    if (!p->err)
+        p->err = buf_printf(p->b, "%" PRId64, v);
 }
 
 /* Opens an object or array as a member (or element, key NULL); returns the outer comma
@@ -85,11 +85,10 @@ static void pl__pair(struct payload *p, const char *name, size_t nlen, const cha
 static void pl__base64(struct payload *p, const char *key, const uint8_t *d, size_t n)
 {
     pl__key(p, key);
-    size_t need = base64_encoded_len(n) + 3;
-    if (p->err || buf_reserve(p->b, need)) {
-        p->err = -ENOBUFS;
+    if (!p->err)
+        p->err = buf_reserve(p->b, base64_encoded_len(n) + 3);   /* quotes and encoder's NUL */
+    if (p->err)
         return;
-    }
     struct buf *b = p->b;
     b->data[b->len++] = '"';
     b->len += base64_encode(d, n, (char *)b->data + b->len);

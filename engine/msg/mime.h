@@ -43,17 +43,18 @@ struct mime_parts {
 };
 
 /* Appends the whole message to out: 0, or -1 with *err a static string and out as before.
- * Adds Date (from now_ms, UTC) and Message-ID (from unique and now_ms) unless the extra
- * headers carry them. Bodies go 7bit when they can, else quoted-printable; attachments go
- * base64. Header values are trimmed of surrounding whitespace; non-ASCII text in them is
- * sent as RFC 2047 encoded-words (display names only, for address headers). */
+ * Adds Date (from now_ms, UTC) and Message-ID (from unique and now_ms; the domain must be
+ * plain ASCII) unless the extra headers carry them. Bodies go 7bit when they can, else
+ * quoted-printable; attachments go base64. Header values are trimmed of surrounding
+ * whitespace; non-ASCII text in them is sent as RFC 2047 encoded-words (display names only,
+ * in address headers: addresses are copied as given, so a UTF-8 one needs SMTPUTF8). */
 int mime_build(const struct mime_parts *p, const char *envelope_rcpt, uint64_t now_ms,
                uint64_t unique, struct buf *out, const char **err);
 
 /* Validates one extra header as mime_build would: 0, or -1 with *err a static string.
- * Rejects bad names, CR/LF/NUL in the value ("header injection"), other control
- * characters, invalid UTF-8, unparseable addresses in address headers, and the headers
- * Salvo owns (MIME-Version, Content-Type, Content-Transfer-Encoding). */
+ * Rejects bad names, CR/LF in the value ("header injection"), other control characters,
+ * invalid UTF-8, unparseable addresses in address headers, words too long for a line, the
+ * headers Salvo owns (MIME-Version, Content-Type, Content-Transfer-Encoding) and Bcc. */
 int mime_check_header(const char *name, const char *value, const char **err);
 
 /* Finds the address in one mailbox, "Name <a@b>" or "a@b": 0 with *addr pointing into s,

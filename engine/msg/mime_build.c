@@ -1,8 +1,6 @@
-/* engine/msg/mime_build.c — the message's shape: which headers it gets and in what order,
- * single part / multipart/alternative / multipart/mixed, boundaries, Date and Message-ID.
- * How bytes are encoded is mime_encode.c's job; how header lines are folded, mime_header.c's.
- * Boundaries start with "=_", which quoted-printable and base64 cannot produce and which
- * 7bit bodies are checked for, so they never occur in the content. */
+/* engine/msg/mime_build.c — the message's shape: which headers, in what order, single part
+ * or multipart/alternative or multipart/mixed, boundaries, Date and Message-ID. Encoding
+ * bytes is mime_encode.c's job; folding header lines, mime_header.c's. */
 #include "engine/msg/mime.h"
 
 #include <errno.h>
@@ -16,6 +14,9 @@
 #include "engine/msg/mime_header.h"
 
 #define MIME_MAX_HEADERS 100
+/* Boundaries are "=_salvo_<mix|alt>_<unique>": "=_" cannot occur in quoted-printable or
+ * base64 output, and 7bit bodies with a line starting "--=_" are sent as QP instead, so a
+ * boundary never occurs in the content (RFC 2046 §5.1.1). */
 #define MIME_BOUNDARY_BYTES 40
 
 /* RFC 5322 §3.6: fields a message may carry at most once. */
@@ -251,21 +252,24 @@ static int mime__write_attachment(struct buf *out, const struct mime_attachment 
                                   const char **err)
 {
     const char *ct = a->content_type ? a->content_type : "application/octet-stream";
-    struct mime_hw w;
-    mime_hw_begin(&w, out, "Content-Type");
-    mime_hw_words(&w, ct, strlen(ct));
-    mime_hw_end(&w);
-    mime_hw_begin(&w, out, "Content-Disposition");
-    mime_hw_words(&w, "attachment", 10);
-    if (a->filename)
-        mime_hw_param(&w, "filename", (const uint8_t *)a->filename, strlen(a->filename));
-    mime_hw_end(&w);
-    mime_hw_put(&w, "Content-Transfer-Encoding: base64\r\n\r\n", 37);
-    if (w.err) {
-        *err = w.err;
+    struct mime_hw ct_w, cd_w;
+    /* Errors are sticky within one header writer, so check each before the next. */
+    mime_hw_begin(&ct_w, out, "Content-Type");
+    if (mime_hw_words(&ct_w, ct, strlen(ct)) || mime_hw_end(&ct_w)) {
+        *err = ct_w.err;
         return -1;
     }
-    int rc = mime_append_base64(out, a->data, a->len);
+    mime_hw_begin(&cd_w, out, "Content-Disposition");
+    if (mime_hw_words(&cd_w, "attachment", 10) ||
+        (a->filename &&
+         mime_hw_param(&cd_w, "filename", (const uint8_t *)a->filename, strlen(a->filename))) ||
+        mime_hw_end(&cd_w)) {
+        *err = cd_w.err;
+        return -1;
+    }
+    int rc = mime_buf_put(out, "Content-Transfer-Encoding: base64\r\n\r\n", 37);
+    if (!rc)
+        rc = mime_append_base64(out, a->data, a->len);
     return rc ? mime__grow_error(rc, err) : 0;
 }
 
@@ -331,8 +335,8 @@ static int mime__write(const struct mime_parts *p, const char *rcpt, uint64_t no
                        uint64_t unique, struct buf *out, const char **err)
 {
     bool has_date = false, has_msgid = false;
-    const char *dom;
-    size_t dom_len;
+    const char *dom = "";
+    size_t dom_len = 0;
     if (mime__check_parts(p, rcpt, &has_date, &has_msgid, err))
         return -1;
     if (!has_msgid && mime__msgid_domain(p, &dom, &dom_len, err))

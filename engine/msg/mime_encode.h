@@ -13,6 +13,7 @@
 #define MIME_QP_LINE_BYTES 76       /* RFC 2045 §6.7 rule 5, CRLF excluded */
 #define MIME_B64_LINE_BYTES 76      /* RFC 2045 §6.8 */
 #define MIME_EW_MAX_BYTES 75        /* RFC 2047 §2: one encoded-word */
+#define MIME_EW_LINE_BYTES 76       /* RFC 2047 §2: a header line holding encoded-words */
 #define MIME_EW_OVERHEAD_BYTES 12   /* "=?UTF-8?B?" + "?=" */
 #define MIME_EW_MAX_RAW_BYTES 45    /* 45 bytes -> 60 base64 chars -> 72-char word */
 

@@ -1,7 +1,6 @@
-/* engine/msg/mime_header.c — header fields on the wire: folding (RFC 5322 §2.2.3) only ever
- * inserts CRLF before existing whitespace, so unfolding gives back exactly what was written;
- * non-ASCII runs of words become RFC 2047 encoded-words; address headers are re-serialised
- * mailbox by mailbox with only the display names encoded. */
+/* engine/msg/mime_header.c — header fields on the wire and the checks on caller headers.
+ * Folding only inserts CRLF before existing whitespace, so unfolding restores the value;
+ * non-ASCII words become RFC 2047 encoded-words (display names only, in address fields). */
 #include "engine/msg/mime_header.h"
 
 #include <errno.h>
@@ -31,6 +30,7 @@ void mime_hw_begin(struct mime_hw *w, struct buf *out, const char *name)
     w->out = out;
     w->line_start = out->len;
     w->has_word = false;
+    w->has_ew = false;
     w->err = NULL;
     int rc = buf_printf(out, "%s:", name);
     if (rc)
@@ -43,6 +43,7 @@ static int mime__fold(struct mime_hw *w)
     if (rc)
         return mime__fail(w, rc);
     w->line_start = w->out->len;
+    w->has_ew = false;
     return 0;
 }
 
@@ -50,7 +51,8 @@ int mime_hw_space(struct mime_hw *w, const char *ws, size_t ws_len, size_t next_
 {
     if (w->err)
         return -1;
-    if (w->has_word && ws_len > 0 && mime__col(w) + ws_len + next_len > MIME_FOLD_COLUMN &&
+    size_t limit = w->has_ew ? MIME_EW_LINE_BYTES : MIME_FOLD_COLUMN;
+    if (w->has_word && ws_len > 0 && mime__col(w) + ws_len + next_len > limit &&
         mime__fold(w))
         return -1;
     return mime_hw_put(w, ws, ws_len);
@@ -73,9 +75,9 @@ int mime_hw_put(struct mime_hw *w, const void *s, size_t n)
 /* How many bytes of raw (whole characters) fit one encoded-word starting at column col. */
 static size_t mime__ew_fit(const uint8_t *raw, size_t n, size_t col)
 {
-    if (col + MIME_EW_OVERHEAD_BYTES >= MIME_FOLD_COLUMN)
+    if (col + MIME_EW_OVERHEAD_BYTES >= MIME_EW_LINE_BYTES)
         return 0;
-    size_t b64 = (MIME_FOLD_COLUMN - col - MIME_EW_OVERHEAD_BYTES) / 4 * 4;
+    size_t b64 = (MIME_EW_LINE_BYTES - col - MIME_EW_OVERHEAD_BYTES) / 4 * 4;
     size_t max = b64 / 4 * 3;
     if (max > MIME_EW_MAX_RAW_BYTES)
         max = MIME_EW_MAX_RAW_BYTES;
@@ -88,8 +90,8 @@ int mime_hw_encoded(struct mime_hw *w, const char *ws, size_t ws_len, const uint
     for (bool first = true; n > 0; first = false) {
         /* Whitespace between two encoded-words is dropped by decoders, so after the first
          * word a single space (or a fold) separates the pieces of one text. */
-        const char *sep = first ? ws : " ";
-        size_t sep_len = first ? ws_len : 1;
+        const char *sep = first && ws_len ? ws : " ";
+        size_t sep_len = first && ws_len ? ws_len : 1;
         if (w->err)
             return -1;
         size_t take = mime__ew_fit(raw, n, mime__col(w) + sep_len);
@@ -98,8 +100,10 @@ int mime_hw_encoded(struct mime_hw *w, const char *ws, size_t ws_len, const uint
                 return -1;
             take = mime__ew_fit(raw, n, sep_len);
         }
-        if (take == 0) /* right after a long field name: overlong, still far below 998 */
-            take = mime_utf8_prefix(raw, n, MIME_EW_MAX_RAW_BYTES);
+        /* Right after a long field name nothing fits, but folding there would make readers
+         * (Python's email, for one) see a leading space: one character, slightly long. */
+        if (take == 0)
+            take = mime_utf8_prefix(raw, n, 4);
         if (mime_hw_put(w, sep, sep_len))
             return -1;
         int rc = mime_append_encoded_word(w->out, raw, take);
@@ -107,7 +111,7 @@ int mime_hw_encoded(struct mime_hw *w, const char *ws, size_t ws_len, const uint
             return mime__fail(w, rc);
         if (mime_hw_put(w, "", 0))
             return -1;
-        w->has_word = true;
+        w->has_word = w->has_ew = true;
         raw += take;
         n -= take;
     }
@@ -157,6 +161,10 @@ int mime_hw_param(struct mime_hw *w, const char *attr, const uint8_t *v, size_t 
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t attr_len = strlen(attr);
+    if (attr_len > 32) { /* our own parameter names; keeps the scratch below bounded */
+        w->err = "parameter name too long";
+        return -1;
+    }
     if (mime__param_quotable(v, n, attr_len)) {
         char q[MIME_FOLD_COLUMN];
         size_t ql = 0;
@@ -341,7 +349,12 @@ static int mime__write_text(struct mime_hw *w, const char *name, const char *v, 
                     break;
                 end = k;
             }
-            if (mime_hw_encoded(w, ws, ws_len, (const uint8_t *)v + start, end - start))
+            /* A whitespace run before the group goes inside it but for one separator
+             * char, so a long run cannot overfill the line and nothing is lost. */
+            if (ws_len > 1)
+                start = (size_t)(ws + 1 - v);
+            if (mime_hw_encoded(w, ws, ws_len > 1 ? 1 : ws_len, (const uint8_t *)v + start,
+                                end - start))
                 return -1;
             i = end;
         } else {
@@ -401,6 +414,11 @@ static int mime__check_name(const char *name, const char **err)
     }
     if (mime_header_is_owned(name)) {
         *err = "MIME-Version, Content-Type and Content-Transfer-Encoding are set by Salvo";
+        return -1;
+    }
+    /* Each copy goes to its envelope recipient as written: a Bcc field would be shown. */
+    if (strcasecmp(name, "Bcc") == 0) {
+        *err = "Bcc header would be visible to the recipient";
         return -1;
     }
     return 0;

@@ -17,6 +17,7 @@ struct mime_hw {
     struct buf *out;
     size_t line_start;      /* offset in out of the current physical line */
     bool has_word;          /* the line holds a word after the field name (may fold) */
+    bool has_ew;            /* the line holds an encoded-word: 76 columns, not 78 */
     const char *err;
 };
 
@@ -27,7 +28,7 @@ int mime_hw_space(struct mime_hw *w, const char *ws, size_t ws_len, size_t next_
 /* Appends bytes to the current line (no folding). */
 int mime_hw_put(struct mime_hw *w, const void *s, size_t n);
 /* Writes whitespace ws then raw as encoded-words cut on character boundaries, each fitted to
- * the line. ws_len must be > 0: an encoded-word has to stand alone. */
+ * the line. An encoded-word has to stand alone, so ws_len 0 writes one space. */
 int mime_hw_encoded(struct mime_hw *w, const char *ws, size_t ws_len, const uint8_t *raw,
                     size_t n);
 /* Words of ASCII text s, folding at its whitespace; the first word goes after one space. */

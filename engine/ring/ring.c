@@ -219,7 +219,9 @@ void ring_poll_stop(struct ring *r, struct ring_poll *p)
     if (p->inflight == 0)
         return;
     struct io_uring_sqe *sqe = ring__sqe(r);
-    io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&p->op);
+    /* cancel rather than poll_remove: a remove racing a pending wake-up answers -EALREADY
+     * and leaves the multishot poll armed; a cancel always ends it with -ECANCELED */
+    io_uring_prep_cancel64(sqe, (__u64)(uintptr_t)&p->op, 0);
     io_uring_sqe_set_data(sqe, &p->cancel_op);
     p->inflight++;
 }

@@ -254,3 +254,16 @@ class StallAfterData(BasicSmtp):
     def end_of_data(self, conn):
         conn.hold()
         return False
+
+
+class RefuseRcptsButTakeData(BasicSmtp):
+    """Refuses every RCPT with 550, yet (wrongly) answers a pipelined DATA with 354: a
+    client must then end the data at once with a lone dot, sending no message line."""
+
+    def cmd_rcpt(self, conn, arg):
+        conn.send("550 5.1.1 <%s>: Recipient address rejected\r\n" % self.path_of(arg))
+
+    def cmd_data(self, conn, arg):
+        conn.txn = conn.txn or {"mail": None, "mail_arg": None, "rcpts": [], "rcpt_args": []}
+        conn.txn["rcpts"].append("(none)")
+        return super().cmd_data(conn, arg)

@@ -4,6 +4,7 @@ deferrals and bounces mix."""
 
 import pytest
 
+import smtp_scripts as S
 from checks import (EXIT_BOUNCED, EXIT_DEFERRED, EXIT_OK, assert_delivered, assert_exit,
                     assert_failed, body_of)
 from conftest import DEFAULT_BODY
@@ -51,6 +52,20 @@ def test_all_rcpts_refused_sends_no_message(net, salvo, message, pipelining):
     if not pipelining:
         # Without PIPELINING salvo waits for the RCPT replies: no DATA after all refused.
         assert "DATA" not in cmds, (cmds, res)
+
+
+def test_354_after_all_rcpts_refused_gets_only_the_final_dot(net, salvo, message):
+    addr = net.addr()
+    port = net.port(addr)
+    srv = net.raw(addr, port, S.RefuseRcptsButTakeData())
+    rcpts = ["a@odd.test", "b@odd.test"]
+    res = salvo.send(message(), rcpts, routes=[("odd.test", addr, port)])
+    assert_exit(res, EXIT_BOUNCED)
+    for r in rcpts:
+        assert_failed(res, r, "bounced", command="rcpt", code=550, enhanced="5.1.1")
+    msgs = [m for c in srv.connections for m in c["messages"]]
+    # if DATA was sent (pipelining) and got 354, the data must be empty
+    assert all(m["raw"] == b"" for m in msgs), (msgs, res)
 
 
 def test_greylisting_defers_then_a_later_run_delivers(net, salvo, message):

@@ -41,9 +41,9 @@ static size_t tm_header_end(const uint8_t *m, size_t n)
     return (size_t)(p - m) + 2;
 }
 
-/* Finds field name in the header block h[0..n) (starting at line starts), unfolds its value
- * into out (NUL-terminated, one leading space dropped) and returns how many times the field
- * occurs. */
+/* Finds field name in the header block at h (up to n bytes or its blank line), unfolds its
+ * value into out (NUL-terminated, leading whitespace dropped) and returns how many times the
+ * field occurs. */
 static int tm_header(const uint8_t *h, size_t n, const char *name, char *out, size_t cap)
 {
     size_t nl = strlen(name);
@@ -52,6 +52,8 @@ static int tm_header(const uint8_t *h, size_t n, const char *name, char *out, si
         size_t e = i;
         while (e + 1 < n && !(h[e] == '\r' && h[e + 1] == '\n'))
             e++;
+        if (e == i)
+            break; /* the blank line: the header block ends */
         if (e - i > nl && h[i + nl] == ':' && strncasecmp((const char *)h + i, name, nl) == 0) {
             if (count++ == 0 && out) {
                 size_t o = 0, k = i + nl + 1;
@@ -73,6 +75,9 @@ static int tm_header(const uint8_t *h, size_t n, const char *name, char *out, si
                     break;
                 }
                 out[o] = '\0';
+                /* Leading whitespace is not part of the value (it may follow a fold). */
+                size_t lead = strspn(out, " \t");
+                memmove(out, out + lead, o - lead + 1);
             }
         }
         i = e + 2;

@@ -929,6 +929,12 @@ static void session__on_sock(struct ring_sock *sock, enum ring_sock_event ev,
         }
         snprintf(why, sizeof why, "connection closed by server in state %s",
                  smtp_state_to_text(s->state));
+        if (s->state == SMTP_S_TLS) {
+            /* a peer that hangs up mid-handshake has broken TLS, as far as we can tell */
+            s->tls_failed = true;
+            session__fail(s, FAIL_T_TLS, "TLS handshake failed: connection closed by server");
+            return;
+        }
         session__fail(s, FAIL_T_RESET, why);
         return;
     case RING_SOCK_ERROR:
@@ -936,8 +942,15 @@ static void session__on_sock(struct ring_sock *sock, enum ring_sock_event ev,
             session__close(s);
             return;
         }
-        snprintf(why, sizeof why, "%s%s", s->state == SMTP_S_CONNECT ? "connect: " : "",
+        snprintf(why, sizeof why, "%s%s", s->state == SMTP_S_CONNECT ? "connect: "
+                                          : s->state == SMTP_S_TLS   ? "TLS handshake failed: "
+                                                                     : "",
                  strerrordesc_np(-err) ? strerrordesc_np(-err) : "socket error");
+        if (s->state == SMTP_S_TLS) {
+            s->tls_failed = true;
+            session__fail(s, FAIL_T_TLS, why);
+            return;
+        }
         session__fail(s, s->state == SMTP_S_CONNECT ? session__errno_kind(err) : FAIL_T_RESET, why);
         return;
     case RING_SOCK_CLOSED:

@@ -41,6 +41,8 @@ int buf_reserve(struct buf *b, size_t n)
 
 int buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* never memcpy to a buffer that has not grown yet */
     int rc = buf_reserve(b, n);
     if (rc)
         return rc;

@@ -371,6 +371,49 @@ def wait_for(pred, guard_s, what, engines=(), step_s=0.1):
         time.sleep(step_s)
 
 
+def redis_state(client):
+    """A one-line picture of the queues, for failure messages."""
+    try:
+        out = {"stats": stats(client), "delay": client.zcard(KEYS.delay),
+               "dead": client.xlen(KEYS.dead)}
+        for lane in ("tx", "bulk"):
+            key = KEYS.stream(lane)
+            out[lane] = {"len": client.xlen(key)}
+            if client.exists(key):
+                try:
+                    out[lane]["consumers"] = [
+                        (x["name"].decode(), x["pending"], x["idle"])
+                        for x in client.xinfo_consumers(key, "salvo")]
+                except redis_py.exceptions.ResponseError:
+                    pass
+        return repr(out)
+    except redis_py.exceptions.RedisError as e:
+        return "redis state unavailable: %r" % e
+
+
+def wait_final(client, n, engines, stall_s=60.0, guard_s=600.0, cid=None):
+    """Until n recipients have a final outcome (stats counters). Fails when the engines die,
+    or when nothing at all becomes final for stall_s (a stall: the guard against a hang,
+    with the queue state in the message)."""
+    deadline = time.monotonic() + guard_s
+    last, last_change = -1, time.monotonic()
+    while True:
+        for e in engines:
+            e.check_alive()
+        done = final_count(client, cid)
+        now = time.monotonic()
+        if done >= n:
+            return done
+        if done != last:
+            last, last_change = done, now
+        if now - last_change > stall_s or now > deadline:
+            details = "".join(e.describe(3000) for e in engines)
+            raise TimeoutError(
+                "hang guard: %d of %d final, no progress for %.0fs; queues: %s%s" % (
+                    done, n, now - last_change, redis_state(client), details))
+        time.sleep(0.1)
+
+
 def wait_heartbeat(client, engine, guard_s=30.0):
     """Until the engine's heartbeat key exists (it is connected and has loaded its scripts)."""
     wait_for(lambda: client.exists(KEYS.hb(engine.instance)), guard_s,

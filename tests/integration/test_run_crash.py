@@ -1,23 +1,31 @@
 """Crash safety of the durable-state invariant (DESIGN.md section 2): kill -9 the engine in
 the middle of a large campaign, or kill one of two replicas, or kill Redis itself, and every
 message still reaches exactly one final state; nothing is lost, and the only duplicates at
-the receiving server are messages that were in flight (read, not yet settled) at the kill.
+the receiving server are the at-least-once window: a message the server had accepted (250)
+whose settle had not reached Redis when the process died.
 
-Identity of a message: its recipient address u<n>@<domain> (one per campaign row), so it is
-the same across retries (a retried message gets a new stream entry id)."""
+Identity of a message: its recipient address u<n>@d<k>.test (one per campaign row), so it is
+the same across retries (a retried message gets a new stream entry id).
+
+Duplicates are accounted exactly: at each kill the test records which entries were pending
+for the dead engine (read, not settled) and which messages the sink already had. A recipient
+may appear at the sink once more for every kill at which it was both; any other duplicate
+is a bug (the engine delivered a message twice on its own)."""
 
 import collections
+import json
+import time
 
 from intake_fixtures import (SENDER, KEYS, assert_event_sequences, assert_exactly_one_place,
                              census, engine_args, Events, final_count, inject, pending_of,
-                             sink_received, stats, wait_for, wait_heartbeat,
-                             write_campaign_files)
+                             redis_state, sink_received, stats, wait_final, wait_for,
+                             wait_heartbeat, write_campaign_files)
 from intake_fixtures import engines, redis_factory, redis_server  # noqa: F401 (fixtures)
 
 N = 20000                 # campaign size (the issue's figure)
 DOMAINS = 10              # spread over 10 destinations (one sink): no single one saturates
 MAX_IN_MEMORY = 1000
-GUARD_S = 240.0           # hang guard for a whole campaign to finish
+READ_BATCH = 200          # several reads to replay a dead engine's pending entries
 
 
 def _setup_campaign(net, redis, salvo_bin, tmp_path, n, cid="crash"):
@@ -38,15 +46,53 @@ def _setup_campaign(net, redis, salvo_bin, tmp_path, n, cid="crash"):
 def _args(routes, *more):
     # intake.block_ms=100: with the tx lane empty, a blocking read of it holds up bulk
     # reading for block_ms (reported); a short block keeps the campaign quick.
-    return engine_args(routes=routes, sets=["intake.block_ms=100",
+    return engine_args(routes=routes, sets=[
+        "intake.block_ms=100", "intake.read_batch=%d" % READ_BATCH,
         "intake.max_in_memory=%d" % MAX_IN_MEMORY, "intake.tx_reserve=100",
         "retry.schedule_s=1", "retry.jitter=0", "progress_interval_s=1",
         "intake.heartbeat_ttl_ms=1000", "intake.claim_interval_ms=500"] + list(more))
 
 
-def _check_complete(c, sink, recipients, in_flight_at_kills, cid):
-    """Everything is final, exactly once, in Redis; the sink has every message; duplicates
-    at the sink are bounded by what was in flight at the kills. Returns the dup count."""
+def _sink_counts(sink):
+    complete, _ = sink_received(sink)
+    return collections.Counter(complete)
+
+
+def _sink_settled(sink):
+    """The sink's messages once it has finished writing (stable over 0.3 s)."""
+    prev = _sink_counts(sink)
+    while True:
+        time.sleep(0.3)
+        cur = _sink_counts(sink)
+        if cur == prev:
+            return cur
+        prev = cur
+
+
+class Kill:
+    """What was in flight when an engine died: entry ids pending for it, their recipients,
+    and which of those the sink already had (the legitimate duplicate window)."""
+
+    def __init__(self, c, instance, sink):
+        self.pending = pending_of(c, instance)
+        self.recipients = set()
+        for lane in ("tx", "bulk"):
+            for eid in self.pending:
+                got = c.xrange(KEYS.stream(lane), eid, eid)
+                if got:
+                    to = json.loads(got[0][1][b"job"])["to"]
+                    self.recipients.update([to] if isinstance(to, str) else to)
+        at_sink = _sink_settled(sink)
+        self.window = {r for r in self.recipients if r in at_sink}
+
+    def __repr__(self):
+        return "<kill: %d pending, %d of them already at the sink>" % (
+            len(self.pending), len(self.window))
+
+
+def _check_complete(c, sink, recipients, kills, cid):
+    """Everything is final, exactly once, in Redis; the sink has every message; every
+    duplicate at the sink is explained by the kills. Returns (dups, aborted txns)."""
     events = Events(c)
     places = census(c, events)
     assert_exactly_one_place(places, recipients)
@@ -65,10 +111,17 @@ def _check_complete(c, sink, recipients, in_flight_at_kills, cid):
     assert set(counts) == set(recipients), "unexpected recipients at the sink: %s" % (
         sorted(set(counts) - set(recipients))[:5])
     dups = sum(v - 1 for v in counts.values())
-    assert dups <= sum(in_flight_at_kills), (
-        "%d duplicates at the sink, but only %d messages were in flight at the kills (%s)" % (
-            dups, sum(in_flight_at_kills), in_flight_at_kills))
-    assert dups <= MAX_IN_MEMORY * len(in_flight_at_kills)
+    unexplained = {}
+    for r, v in counts.items():
+        allowed = 1 + sum(1 for k in kills if r in k.window)
+        if v > allowed:
+            unexplained[r] = (v, allowed, [r in k.recipients for k in kills])
+    assert not unexplained, (
+        "%d recipients received more often than the at-least-once window allows "
+        "(%d duplicates in all; kills %s); e.g. {recipient: (received, allowed, "
+        "[pending at each kill])}: %s" % (len(unexplained), dups, kills,
+                                          dict(list(unexplained.items())[:8])))
+    assert dups <= MAX_IN_MEMORY * max(1, len(kills))
     return dups, len(partial)
 
 
@@ -77,25 +130,23 @@ def test_kill9_mid_campaign_then_restart_loses_nothing(net, redis_server, engine
     c = redis_server.client()
     sink, routes, recipients = _setup_campaign(net, redis_server, salvo_bin, tmp_path, N)
     args = _args(routes)
-    in_flight = []
+    kills = []
     # Two kills: at about 20 % and 55 % of the campaign, each restart with the same name.
     for frac in (0.20, 0.55):
         e = engines.start(redis_server.url, "a", *args)
-        wait_for(lambda: final_count(c) >= frac * N, GUARD_S,
-                 "%.0f%% of the campaign final" % (frac * 100), engines=[e])
+        wait_final(c, frac * N, [e])
         e.kill9()
-        pending = pending_of(c, "a")
-        assert len(pending) <= MAX_IN_MEMORY, (
+        k = Kill(c, "a", sink)
+        assert len(k.pending) <= MAX_IN_MEMORY, (
             "%d entries pending for the killed engine, more than intake.max_in_memory=%d" % (
-                len(pending), MAX_IN_MEMORY))
-        in_flight.append(len(pending))
-    assert sum(in_flight) > 0, "the kills found nothing in flight: the test proved nothing"
+                len(k.pending), MAX_IN_MEMORY))
+        kills.append(k)
+    assert any(k.pending for k in kills), "nothing was in flight at the kills: proved nothing"
     e = engines.start(redis_server.url, "a", *args)
-    wait_for(lambda: final_count(c) >= N, GUARD_S, "every message final", engines=[e])
+    wait_final(c, N, [e])
     e.term()
-    dups, partial = _check_complete(c, sink, recipients, in_flight, "crash")
-    print("in flight at kills %s, duplicates at the sink %d, aborted transactions %d" % (
-        in_flight, dups, partial))
+    dups, partial = _check_complete(c, sink, recipients, kills, "crash")
+    print("kills %s, duplicates at the sink %d, aborted transactions %d" % (kills, dups, partial))
     assert final_count(c) == N
 
 
@@ -114,27 +165,28 @@ def test_two_replicas_survivor_claims_the_dead_ones_work(net, redis_server, engi
         events.poll()
         inst = collections.Counter(e["instance"] for e in events.events)
         return final_count(c) >= 0.25 * N and inst["a"] > 0 and inst["b"] > 0
-    wait_for(both_working, GUARD_S, "both replicas delivering, 25% final", engines=[a, b])
+    wait_for(both_working, 240, "both replicas delivering, 25% final", engines=[a, b])
     a.kill9()
-    orphans = pending_of(c, "a")
-    assert orphans, "replica a had nothing pending when killed: the test proved nothing"
-    assert len(orphans) <= MAX_IN_MEMORY
+    k = Kill(c, "a", sink)
+    assert k.pending, "replica a had nothing pending when killed: the test proved nothing"
+    assert len(k.pending) <= MAX_IN_MEMORY
     # b must take them over (a's heartbeat expires after 1 s) and finish the campaign.
-    wait_for(lambda: final_count(c) >= N, GUARD_S, "every message final", engines=[b])
-    assert not pending_of(c, "a"), "entries still pending for the dead replica"
+    wait_final(c, N, [b])
+    assert not pending_of(c, "a"), "entries still pending for the dead replica: %s" % (
+        redis_state(c))
     b.term()
-    dups, partial = _check_complete(c, sink, recipients, [len(orphans)], "crash")
+    dups, partial = _check_complete(c, sink, recipients, [k], "crash")
     # Each entry pending for a at the kill was settled by b under the same entry id.
     events.poll()
     final_by_id = {e["message_id"]: e for e in events.events if e["type"] == "delivered"}
-    not_b = [(i, final_by_id.get(i, {}).get("instance")) for i in orphans
+    not_b = [(i, final_by_id.get(i, {}).get("instance")) for i in k.pending
              if final_by_id.get(i, {}).get("instance") != "b"]
     assert not not_b, "%d of the dead replica's %d pending entries were not settled by b, " \
-        "e.g. %s" % (len(not_b), len(orphans), not_b[:5])
+        "e.g. %s" % (len(not_b), len(k.pending), not_b[:5])
     assert "claimed" in b.stderr()
     inst = collections.Counter(e["instance"] for e in events.events)
-    print("orphans %d, duplicates %d, aborted %d, events per instance %s" % (
-        len(orphans), dups, partial, dict(inst)))
+    print("%s, duplicates %d, aborted %d, events per instance %s" % (
+        k, dups, partial, dict(inst)))
     consumers = [x["name"].decode() for x in c.xinfo_consumers(KEYS.bulk, "salvo")]
     assert "a" not in consumers, "the dead consumer was not removed: %s" % consumers
 
@@ -145,17 +197,26 @@ def test_redis_restart_mid_run_engine_reconnects(net, redis_factory, engines, sa
     c = redis.client()
     sink, routes, recipients = _setup_campaign(net, redis, salvo_bin, tmp_path, N)
     e = engines.start(redis.url, "a", *_args(routes))
-    wait_for(lambda: final_count(c) >= 0.25 * N, GUARD_S, "25% final", engines=[e])
+    wait_final(c, 0.25 * N, [e])
     c.close()
     redis.restart(hard=True, down_s=2.0)   # kill -9, 2 s of refused connections, start
     c = redis.client()
     after_restart = final_count(c)
     assert 0 < after_restart < N, "restart was not mid-run (%d final)" % after_restart
-    wait_for(lambda: final_count(c) >= N, GUARD_S, "every message final after the restart",
-             engines=[e])
+    wait_final(c, N, [e])
     e.term()
-    # Duplicates are possible only for messages in memory when Redis died.
-    dups, partial = _check_complete(c, sink, recipients, [MAX_IN_MEMORY], "crash")
+    # Redis died, not the engine: the engine kept its results and settles them when Redis
+    # is back (the settle script skips what it already did), so at most what it held in
+    # memory can be sent twice (entries re-read after the restart).
+    events = Events(c)
+    assert_exactly_one_place(census(c, events), recipients)
+    assert_event_sequences(events, recipients)
+    counts = _sink_counts(sink)
+    lost = [r for r in recipients if r not in counts]
+    assert not lost, "%d messages never reached the sink, e.g. %s" % (len(lost), lost[:5])
+    dups = sum(v - 1 for v in counts.values())
+    assert dups <= MAX_IN_MEMORY, "%d duplicates, more than intake.max_in_memory" % dups
+    assert stats(c).get("delivered") == N, "stats %r" % stats(c)
     err = e.stderr()
-    assert "connection lost" in err or "unavailable" in err, "the engine never saw Redis go"
-    print("final after restart %d, duplicates %d, aborted %d" % (after_restart, dups, partial))
+    assert "connection lost" in err, "the engine never saw Redis go"
+    print("final after restart %d, duplicates %d" % (after_restart, dups))

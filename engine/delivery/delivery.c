@@ -88,7 +88,7 @@ void dlv_config_defaults(struct dlv_config *c)
     c->max_rcpts_per_txn = 100;
     c->max_txns = 10000;
     c->tls_broken_ttl_s = 3600;
-    c->max_queued_per_dest = 200;
+    c->max_queued_per_dest = 1000;
     c->dest_retry_s = 30;
 }
 

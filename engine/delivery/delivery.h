@@ -37,7 +37,7 @@ struct dlv_config {
     unsigned max_txns;               /* transactions in memory at once (default 10000) */
     unsigned tls_broken_ttl_s;       /* plaintext for a host whose handshake failed (3600) */
     unsigned max_queued_per_dest;    /* transactions waiting at one destination; more are
-                                        refused as "busy" (not attempted) (default 200) */
+                                        refused as "busy" (not attempted) (default 1000) */
     unsigned dest_retry_s;           /* after a whole-destination temporary failure, new work
                                         is deferred without connecting this long (default 30) */
     const struct dlv_route *routes;

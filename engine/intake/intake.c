@@ -66,6 +66,8 @@ struct intake {
     struct imsg *slots, *free_slots;
     unsigned in_mem, in_mem_tx;
     bool reading, stopping, scripts_loaded, groups_ready;
+    bool read_tx_only, unblock_sent;  /* the read in flight blocks on the tx stream alone */
+    long long rd_client_id;           /* to wake that read when bulk room opens */
     unsigned scripts_pending;
     bool history[2];
     struct ring_timer tick;
@@ -81,6 +83,7 @@ struct intake {
 };
 
 static void intake__read(struct intake *in);
+static void intake__on_client_id(struct rds *r, const struct rds_reply *reply, void *arg);
 static void intake__schedule_flush(struct intake *in);
 static void intake__proceed(struct imsg *im);
 static void intake__submit(struct imsg *im);
@@ -792,9 +795,23 @@ static void intake__on_read(struct rds *r, const struct rds_reply *reply, void *
 
 static void intake__read(struct intake *in)
 {
-    if (in->reading || in->stopping || !intake_ready(in) || !rds_is_up(in->rd) || !in->groups_ready)
+    if (in->stopping || !intake_ready(in) || !rds_is_up(in->rd) || !in->groups_ready)
         return;
     unsigned max = in->cfg.max_in_memory;
+    if (in->reading) {
+        /* A read blocked on the tx stream alone (bulk was full) would hold up bulk for up to
+         * block_ms once bulk room opens: wake it. */
+        unsigned bulk_in = in->in_mem - in->in_mem_tx;
+        unsigned bulk_cap = max > in->cfg.tx_reserve ? max - in->cfg.tx_reserve : 1;
+        if (in->read_tx_only && !in->unblock_sent && bulk_in < bulk_cap && in->rd_client_id > 0) {
+            char id[24];
+            snprintf(id, sizeof id, "%lld", in->rd_client_id);
+            const char *av[] = {"CLIENT", "UNBLOCK", id};
+            if (rds_commandv(in->cmd, NULL, NULL, 3, av) == 0)
+                in->unblock_sent = true;
+        }
+        return;
+    }
     unsigned room_all = max > in->in_mem ? max - in->in_mem : 0;
     unsigned bulk_in = in->in_mem - in->in_mem_tx;
     unsigned bulk_cap = max > in->cfg.tx_reserve ? max - in->cfg.tx_reserve : 1;
@@ -843,8 +860,19 @@ static void intake__read(struct intake *in)
         av[n++] = in->keys[s];
         av[n++] = "0";
     }
-    if (rds_commandv(in->rd, intake__on_read, in, n, av) == 0)
+    if (rds_commandv(in->rd, intake__on_read, in, n, av) == 0) {
         in->reading = true;
+        in->read_tx_only = want_tx && !want_bulk && !history;
+        in->unblock_sent = false;
+    }
+}
+
+static void intake__on_client_id(struct rds *r, const struct rds_reply *reply, void *arg)
+{
+    (void)r;
+    struct intake *in = arg;
+    if (reply && rds_reply_type(reply) == RDS_INTEGER)
+        in->rd_client_id = rds_reply_int(reply);
 }
 
 /* ---------------------------------------------------------------- housekeeping */
@@ -905,6 +933,9 @@ static void intake__on_up(struct rds *r, void *arg)
 {
     struct intake *in = arg;
     if (r == in->rd) {
+        in->rd_client_id = 0;
+        const char *av[] = {"CLIENT", "ID"};
+        rds_commandv(in->rd, intake__on_client_id, in, 2, av);
         intake__read(in);
         return;
     }
@@ -940,8 +971,10 @@ static void intake__on_promoted(struct rds *r, const struct rds_reply *reply, vo
 {
     (void)r;
     struct intake *in = arg;
-    if (reply && rds_reply_type(reply) == RDS_INTEGER && rds_reply_int(reply) >= 500)
-        in->next_promote = 0; /* more are due: go again next tick */
+    if (reply && rds_reply_type(reply) == RDS_INTEGER && rds_reply_int(reply) >= 1000) {
+        in->next_promote = 0; /* more are due: go again at once */
+        ring_timer_arm(in->ring, &in->tick, 0);
+    }
     if (reply && rds_reply_is_error(reply, "NOSCRIPT"))
         in->scripts_loaded = false;
 }
@@ -971,7 +1004,7 @@ static void intake__on_tick(struct ring_timer *t)
         char nows[24];
         snprintf(nows, sizeof nows, "%lld", (long long)intake__wall_ms());
         const char *av[] = {"EVALSHA", scripts[SCRIPT_PROMOTE].sha, "4", in->keys[K_DELAY],
-                            in->keys[K_DELAY_DATA], in->keys[K_TX], in->keys[K_BULK], nows, "500"};
+                            in->keys[K_DELAY_DATA], in->keys[K_TX], in->keys[K_BULK], nows, "1000"};
         rds_commandv(in->cmd, intake__on_promoted, in, 9, av);
         in->next_promote = now + in->cfg.promote_interval_ms;
     }

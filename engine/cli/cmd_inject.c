@@ -266,6 +266,10 @@ int cmd_inject(int argc, char **argv)
         fprintf(stderr, "salvo inject: campaigns are built from --subject/--text/--html templates\n");
         goto out;
     }
+    if (campaign && nto > 1) {
+        fprintf(stderr, "salvo inject: a campaign job has one recipient: use --recipients\n");
+        goto out;
+    }
     if (lane && strcmp(lane, "transactional") && strcmp(lane, "bulk")) {
         fprintf(stderr, "salvo inject: --lane must be transactional or bulk\n");
         goto out;
@@ -378,6 +382,8 @@ int cmd_inject(int argc, char **argv)
         jsonw_end(&w);
         if (campaign && nto > 1) {
             fprintf(stderr, "salvo inject: a campaign job has one recipient: use --recipients\n");
+            I.failed = true;
+            snprintf(I.err, sizeof I.err, "usage error");
             rc = CLI_EX_USAGE;
             goto wait;
         }
@@ -437,7 +443,8 @@ wait:
         inject__progress("enqueue", jobs, 1.0, t0, true);
     if (I.failed) {
         fprintf(stderr, "salvo inject: %s (%llu of %llu commands confirmed)\n", I.err, I.acked, I.sent);
-        rc = CLI_EX_TEMPFAIL;
+        if (rc != CLI_EX_USAGE)
+            rc = strcmp(I.err, "input error") == 0 ? CLI_EX_DATAERR : CLI_EX_TEMPFAIL;
         goto out;
     }
     printf("%llu\n", campaign && have_parts ? I.acked - 1 : I.acked);

@@ -176,7 +176,16 @@ int cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    log_info("salvo run: instance %s, redis %s", cfg.instance, cfg.redis_url);
+    {
+        /* never log the password */
+        char shown[512];
+        const char *at = strrchr(cfg.redis_url, '@');
+        if (at)
+            snprintf(shown, sizeof shown, "redis://****@%s", at + 1);
+        else
+            snprintf(shown, sizeof shown, "%s", cfg.redis_url);
+        log_info("salvo run: instance %s, redis %s", cfg.instance, shown);
+    }
 
     uint64_t next_progress = ring_now_ms(w.ring) + cfg.progress_interval_s * 1000u;
     uint64_t stop_deadline = 0;

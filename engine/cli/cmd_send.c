@@ -34,7 +34,8 @@ static void send__usage(FILE *f)
         "  --config FILE          JSON configuration file (see docs/config.md)\n"
         "  --set PATH=VALUE       set one configuration field (repeatable)\n"
         "  --json                 print one JSON object per recipient\n"
-        "  -v, --verbose          trace every SMTP line sent and received (stderr); twice: more\n"
+        "  -v, --verbose          trace every SMTP line sent and received, and every state\n"
+        "                         change, on standard error\n"
         "  -h, --help             this text\n\n"
         "Exit status: 0 every recipient accepted; 1 some recipient bounced (permanent failure);\n"
         "75 some recipient deferred (temporary failure) and none bounced; 64 usage error;\n"
@@ -267,7 +268,7 @@ int cmd_send(int argc, char **argv)
         goto out;
     }
     if (verbose)
-        log_set_level(verbose > 1 ? LOG_TRACE : LOG_TRACE);
+        log_set_level(LOG_TRACE);
 
     const char *file = optind < argc ? argv[optind] : "-";
     FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "engine/redis/rds.h"
 #include "engine/ring/ring.h"
 
 enum cf_type { CF_UINT, CF_SIZE, CF_U16, CF_BOOL, CF_STR, CF_DOUBLE, CF_TLS, CF_ROUTES, CF_UINT_LIST };
@@ -72,7 +73,7 @@ static const struct cf_field cf__fields[] = {
     F("delivery.max_msgs_per_conn", CF_UINT, dlv.max_msgs_per_conn, 1, 1000000, "transactions per connection before QUIT (default 100)"),
     F("delivery.max_rcpts_per_txn", CF_UINT, dlv.max_rcpts_per_txn, 1, 1000, "recipients per transaction (default 100)"),
     F("delivery.max_txns", CF_UINT, dlv.max_txns, 1, 10000000, "transactions held in memory at once (default 10000)"),
-    F("delivery.tls_broken_ttl_s", CF_UINT, dlv.tls_broken_ttl_s, 0, 604800, "after a failed opportunistic handshake, use plaintext with that host this long (default 3600)"),
+    F("delivery.tls_broken_ttl_s", CF_UINT, dlv.tls_broken_ttl_s, 1, 604800, "after a failed opportunistic handshake, use plaintext with that host this long (default 3600)"),
     F("delivery.pipelining", CF_BOOL, dlv.session.use_pipelining, 0, 0, "use PIPELINING when offered (default true)"),
     F("delivery.chunking", CF_BOOL, dlv.session.use_chunking, 0, 0, "use BDAT when CHUNKING is offered (default true)"),
     F("delivery.body_chunk_bytes", CF_SIZE, dlv.session.body_chunk_bytes, 4096, 16777216, "body bytes per write / BDAT chunk (default 262144)"),
@@ -407,6 +408,16 @@ int config_finish(struct salvo_config *c, char *err, size_t errlen)
             return cf__err(err, errlen, "delivery.source_ip: '%s' is not an IP address", c->source_ip);
         c->dlv.has_source = true;
     }
+    if (c->redis_url) {
+        char host[256], pw[256];
+        uint16_t port;
+        unsigned db;
+        const char *why = NULL;
+        if (rds_url_parse(c->redis_url, host, sizeof host, &port, pw, sizeof pw, &db, &why) != 0)
+            return cf__err(err, errlen, "redis.url: %s", why);
+    }
+    if (c->ca_file && *c->ca_file && access(c->ca_file, R_OK) != 0)
+        return cf__err(err, errlen, "delivery.ca_file: cannot read '%s'", c->ca_file);
     if (c->dns.ttl_min_s > c->dns.ttl_max_s)
         return cf__err(err, errlen, "dns.ttl_min_s: larger than dns.ttl_max_s");
     c->dns.servers = c->dns_servers;

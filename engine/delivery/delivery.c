@@ -43,6 +43,7 @@ struct dlv_dest {
     struct ring_defer pump;
     struct smtp_outcome last_fail;   /* most recent host failure, for the queue if all fail */
     uint64_t retry_after_ms;         /* whole-destination backoff (monotonic) */
+    uint64_t last_used_ms;           /* for freeing destinations nobody sends to any more */
     struct smtp_conn_info last_conn;
 };
 
@@ -72,8 +73,13 @@ struct dlv {
     unsigned broken_next;
     struct dlv_msg *done_head, *done_tail; /* messages whose on_done is due */
     struct ring_defer done_defer;
+    struct ring_timer sweep;
+    unsigned ndests;
     struct dlv_stats stats;
 };
+
+#define DLV_SWEEP_MS 30000
+#define DLV_DEST_IDLE_MS 60000
 
 static void dest__schedule(struct dlv_dest *dest);
 
@@ -224,7 +230,34 @@ static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len)
             x->route = &d->cfg.routes[i];
     x->hnext = d->buckets[b];
     d->buckets[b] = x;
+    d->ndests++;
     return x;
+}
+
+/* Frees destinations with nothing queued, no connection and no recent use, so memory follows
+ * the set of domains being sent to now, not every domain ever seen. */
+static void dlv__on_sweep(struct ring_timer *t)
+{
+    struct dlv *d = (struct dlv *)((char *)t - offsetof(struct dlv, sweep));
+    uint64_t now = ring_now_ms(d->ring);
+    for (unsigned b = 0; b < DLV_BUCKETS; b++) {
+        struct dlv_dest **pp = &d->buckets[b];
+        while (*pp) {
+            struct dlv_dest *x = *pp;
+            bool idle = x->queued == 0 && x->nconns == 0 && x->state != DEST_RESOLVING &&
+                        !x->pump.queued && x->retry_after_ms <= now &&
+                        x->last_used_ms + DLV_DEST_IDLE_MS <= now;
+            if (idle) {
+                *pp = x->hnext;
+                free(x->hosts);
+                free(x);
+                d->ndests--;
+                continue;
+            }
+            pp = &x->hnext;
+        }
+    }
+    ring_timer_arm(d->ring, &d->sweep, DLV_SWEEP_MS);
 }
 
 static bool dlv__tls_broken(struct dlv *d, const char *addr)
@@ -556,6 +589,8 @@ int dlv_create(struct dlv **out, struct ring *ring, struct dns *dns, const struc
     }
     for (unsigned i = 0; i < d->cfg.max_txns; i++)
         dlv__txn_release(d, &d->txns[i]);
+    d->sweep.on_fire = dlv__on_sweep;
+    ring_timer_arm(ring, &d->sweep, DLV_SWEEP_MS);
     *out = d;
     return 0;
 }
@@ -564,6 +599,7 @@ void dlv_destroy(struct dlv *d)
 {
     if (!d)
         return;
+    ring_timer_cancel(d->ring, &d->sweep);
     for (unsigned b = 0; b < DLV_BUCKETS; b++) {
         struct dlv_dest *x = d->buckets[b];
         while (x) {
@@ -627,6 +663,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             dlv__finish_rcpt(d, rc, NULL);
             continue;
         }
+        dest->last_used_ms = ring_now_ms(d->ring);
         const char *refuse = NULL;
         char why[SMTP_OUTCOME_TEXT_MAX];
         if (dest->retry_after_ms > ring_now_ms(d->ring)) {

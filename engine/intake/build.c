@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/intake/campaign.h"
 #include "engine/msg/mime.h"
@@ -20,6 +21,8 @@ enum entry_state { ENTRY_LOADING, ENTRY_READY, ENTRY_UNKNOWN, ENTRY_INVALID };
 struct build_ctx {
     char id[JOB_MAX_NAME_BYTES + 1];
     enum entry_state state;
+    unsigned refs;              /* messages in memory using it: never evicted while > 0 */
+    uint64_t negative_until_ms; /* an unknown or invalid campaign is asked for again after */
     struct campaign camp;
     bool has_camp;
     char error[300];
@@ -93,6 +96,15 @@ static void build__unlink(struct build_cache *c, struct build_ctx *e)
         }
 }
 
+#define BUILD_NEGATIVE_TTL_MS 10000
+
+static uint64_t build__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static void build__on_fetched(void *arg, const char *json, size_t len, bool temp_error)
 {
     struct build_ctx *e = arg;
@@ -107,6 +119,7 @@ static void build__on_fetched(void *arg, const char *json, size_t len, bool temp
         c->ready(c->ready_arg, list, false);
         return;
     }
+    e->negative_until_ms = build__now_ms() + BUILD_NEGATIVE_TTL_MS;
     if (!json) {
         e->state = ENTRY_UNKNOWN;
     } else {
@@ -130,6 +143,13 @@ int build_cache_get(struct build_cache *c, const char *id, struct build_waiter *
     for (e = c->buckets[b]; e; e = e->hnext)
         if (strcmp(e->id, id) == 0)
             break;
+    if (e && (e->state == ENTRY_UNKNOWN || e->state == ENTRY_INVALID) && e->refs == 0 &&
+        build__now_ms() >= e->negative_until_ms) {
+        /* it may have been stored (or fixed) since: ask again */
+        build__unlink(c, e);
+        build__entry_free(e);
+        e = NULL;
+    }
     if (!e) {
         if (strlen(id) > JOB_MAX_NAME_BYTES) {
             *why = "campaign id too long";
@@ -139,7 +159,7 @@ int build_cache_get(struct build_cache *c, const char *id, struct build_waiter *
             /* evict one finished entry of this bucket or any bucket: campaigns are few */
             for (unsigned i = 0; i < BUILD_BUCKETS && c->count >= BUILD_MAX_CAMPAIGNS; i++)
                 for (struct build_ctx *x = c->buckets[i]; x; x = x->hnext)
-                    if (x->state != ENTRY_LOADING) {
+                    if (x->state != ENTRY_LOADING && x->refs == 0) {
                         build__unlink(c, x);
                         build__entry_free(x);
                         break;
@@ -170,6 +190,7 @@ int build_cache_get(struct build_cache *c, const char *id, struct build_waiter *
         e->waiters_tail = &w->next;
         return BUILD_CACHE_PENDING;
     case ENTRY_READY:
+        e->refs++;
         *out = e;
         return 0;
     case ENTRY_UNKNOWN:
@@ -180,6 +201,12 @@ int build_cache_get(struct build_cache *c, const char *id, struct build_waiter *
         return BUILD_CACHE_INVALID;
     }
     return BUILD_CACHE_INVALID;
+}
+
+void build_cache_put(struct build_ctx *ctx)
+{
+    if (ctx && ctx->refs)
+        ctx->refs--;
 }
 
 const char *build_campaign_from(const struct build_ctx *ctx) { return ctx->camp.from; }

@@ -31,10 +31,13 @@ typedef void (*build_ready_fn)(void *arg, struct build_waiter *list, bool loaded
 struct build_cache *build_cache_create(build_fetch_fn fetch, void *fetch_arg, build_ready_fn ready,
                                        void *ready_arg);
 void build_cache_destroy(struct build_cache *c);
-/* 0 with *out set; BUILD_CACHE_PENDING (w queued, ready callback follows); or
+/* 0 with *out set and referenced (build_cache_put when done); BUILD_CACHE_PENDING (w queued, ready callback follows); or
  * BUILD_CACHE_UNKNOWN / BUILD_CACHE_INVALID (with *why). */
 int build_cache_get(struct build_cache *c, const char *id, struct build_waiter *w,
                     struct build_ctx **out, const char **why);
+
+/* Releases the reference a successful build_cache_get gave. */
+void build_cache_put(struct build_ctx *ctx);
 
 const char *build_campaign_from(const struct build_ctx *ctx);
 uint64_t build_campaign_max_age_ms(const struct build_ctx *ctx);

@@ -36,7 +36,7 @@ struct batch {
     struct intake *in;
 };
 
-enum imsg_state { IM_FREE, IM_WAIT_IDEM, IM_WAIT_CAMPAIGN, IM_DELIVERING, IM_SETTLING };
+enum imsg_state { IM_FREE, IM_READ, IM_WAIT_IDEM, IM_WAIT_CAMPAIGN, IM_DELIVERING, IM_SETTLING };
 
 struct imsg {
     struct intake *in;
@@ -66,10 +66,12 @@ struct intake {
     struct imsg *slots, *free_slots;
     unsigned in_mem, in_mem_tx;
     bool reading, stopping, scripts_loaded, groups_ready;
-    bool read_tx_only, unblock_sent;  /* the read in flight blocks on the tx stream alone */
+    bool read_tx_only, unblock_sent;
+    unsigned read_streams;            /* bit per stream in the read in flight */  /* the read in flight blocks on the tx stream alone */
     long long rd_client_id;           /* to wake that read when bulk room opens */
     unsigned scripts_pending;
     bool history[2];
+    char hist_cursor[2][48];          /* re-reading our own pending entries from here */
     struct ring_timer tick;
     uint64_t next_hb, next_claim, next_promote;
     struct batch *cur, *free_batches, *retry_batches;
@@ -220,7 +222,7 @@ static void intake__event(struct intake *in, struct batch *b, struct imsg *im,
                           struct event_info *ev)
 {
     ev->instance = in->cfg.instance;
-    ev->message_id = im->entry_id;
+    ev->message_id = im->has_job && im->job.message_id[0] ? im->job.message_id : im->entry_id;
     if (im->has_job) {
         ev->job_id = im->job.id;
         ev->campaign_id = im->job.campaign_id;
@@ -238,10 +240,6 @@ static void intake__event(struct intake *in, struct batch *b, struct imsg *im,
     batch__argz(b, event_type_to_text(ev->type));
     batch__argz(b, ev->campaign_id ? ev->campaign_id : "");
     b->msg_nops++;
-    if (in->events) {
-        fwrite(in->evbuf.data, 1, in->evbuf.len, in->events);
-        fputc('\n', in->events);
-    }
     switch (ev->type) {
     case EVENT_DELIVERED: in->stats.delivered++; break;
     case EVENT_DEFERRED: in->stats.deferred++; break;
@@ -309,8 +307,12 @@ static void intake__op_defer(struct intake *in, struct batch *b, struct imsg *im
 {
     buf_clear(&in->scratch);
     if (job_to_payload(&im->job, remaining, n, attempt, im->created_ms, last_error, &in->scratch) != 0) {
-        log_error("cannot serialise %s for retry", im->entry_id);
-        return;
+        /* never lose it: re-queue the job as it arrived (recipients already done may get a
+         * second copy; this only happens when memory runs out) */
+        log_error("cannot serialise %s for retry; re-queueing the original job", im->entry_id);
+        buf_clear(&in->scratch);
+        if (buf_append(&in->scratch, im->raw.data, im->raw.len) != 0)
+            return;
     }
     char member[80];
     snprintf(member, sizeof member, "%c|%s", im->stream == K_TX ? 't' : 'b', im->entry_id);
@@ -348,8 +350,13 @@ static void intake__settle_attempt(struct dlv_msg *dm)
     bool expire = (any_attempted && attempt >= max_attempts) || now >= im->deadline_ms;
     int64_t due = any_attempted ? now + (int64_t)intake__retry_delay_s(in, im->job.attempt) * 1000
                                 : now + in->cfg.busy_retry_ms;
-    if (!expire && due >= im->deadline_ms)
-        due = im->deadline_ms; /* one last try right at the deadline */
+    if (!expire && due >= im->deadline_ms) {
+        /* one last try shortly before the deadline, if there is still time for one */
+        if (im->deadline_ms - 1000 > now + 100)
+            due = im->deadline_ms - 1000;
+        else
+            expire = true;
+    }
     for (unsigned i = 0; i < dm->nrcpts; i++) {
         struct dlv_rcpt *r = &dm->rcpts[i];
         if (r->not_attempted && r->status == DLV_DEFERRED && !expire) {
@@ -397,6 +404,7 @@ static void intake__release(struct imsg *im)
     if (im->has_job)
         job_free(&im->job);
     im->has_job = false;
+    build_cache_put(im->campaign);
     im->campaign = NULL;
     im->state = IM_FREE;
     in->in_mem--;
@@ -453,6 +461,22 @@ static void intake__on_settled(struct rds *r, const struct rds_reply *reply, voi
         return;
     }
     in->stats.settled_batches++;
+    if (in->events) {
+        /* the file gets what Redis has durably recorded, in the same order */
+        unsigned i = 0;
+        while (i + 3 < b->nargs) {
+            unsigned nops = (unsigned)strtoul((const char *)b->arena.data + b->offs[2 * (i + 3)], NULL, 10);
+            i += 4;
+            for (unsigned k = 0; k < nops && i + 3 < b->nargs + 1; k++, i += 4) {
+                const char *op = (const char *)b->arena.data + b->offs[2 * i];
+                if (op[0] == 'E') {
+                    fwrite(b->arena.data + b->offs[2 * (i + 1)], 1, b->offs[2 * (i + 1) + 1], in->events);
+                    fputc('\n', in->events);
+                }
+            }
+        }
+        intake__schedule_flush(in);
+    }
     struct imsg *im = b->msgs;
     while (im) {
         struct imsg *next = im->next;
@@ -649,7 +673,7 @@ static void intake__on_idem(struct rds *r, const struct rds_reply *reply, void *
     if (rds_reply_type(reply) == RDS_STRING) {
         size_t n;
         const char *prev = rds_reply_str(reply, &n);
-        if (n != strlen(im->entry_id) || memcmp(prev, im->entry_id, n) != 0) {
+        if (n != strlen(im->job.message_id) || memcmp(prev, im->job.message_id, n) != 0) {
             intake__reject(im, "duplicate", "idempotency key already used", false);
             return;
         }
@@ -668,6 +692,7 @@ static void intake__accept(struct intake *in, int stream, const char *id, size_t
     if (stream == K_TX)
         in->in_mem_tx++;
     in->stats.read++;
+    im->state = IM_READ;
     im->stream = stream;
     snprintf(im->entry_id, sizeof im->entry_id, "%.*s", (int)idlen, id);
     buf_clear(&im->raw);
@@ -689,8 +714,11 @@ static void intake__accept(struct intake *in, int stream, const char *id, size_t
         return;
     }
     im->has_job = true;
+    if (!im->job.message_id[0]) /* first time Salvo sees this message: its id is this entry's */
+        snprintf(im->job.message_id, sizeof im->job.message_id, "%s", im->entry_id);
     im->created_ms = im->job.created_ms ? im->job.created_ms : intake__wall_ms();
-    if (im->job.idempotency_key && im->job.attempt == 0) {
+    /* only a job that was never re-queued by Salvo (no _state yet) is checked */
+    if (im->job.idempotency_key && im->job.created_ms == 0) {
         intake__check_idem(im);
         return;
     }
@@ -705,7 +733,7 @@ static void intake__check_idem(struct imsg *im)
     char key[400], ttl[16];
     snprintf(key, sizeof key, "%s%s", in->idem_prefix, im->job.idempotency_key);
     snprintf(ttl, sizeof ttl, "%u", in->cfg.idempotency_ttl_s);
-    const char *av[] = {"SET", key, im->entry_id, "NX", "GET", "EX", ttl};
+    const char *av[] = {"SET", key, im->job.message_id, "NX", "GET", "EX", ttl};
     im->state = IM_WAIT_IDEM;
     if (rds_commandv(in->cmd, intake__on_idem, im, 7, av) == 0)
         return;
@@ -731,6 +759,18 @@ static void intake__on_campaign_ready(void *arg, struct build_waiter *list, bool
 }
 
 /* ---------------------------------------------------------------- reading */
+
+/* Linear, but only history reads (start-up, after a claim) ask. */
+static bool intake__in_memory_has(const struct intake *in, int stream, const char *id, size_t idl)
+{
+    for (unsigned i = 0; i < in->cfg.max_in_memory; i++) {
+        const struct imsg *im = &in->slots[i];
+        if (im->state != IM_FREE && im->stream == stream && strlen(im->entry_id) == idl &&
+            memcmp(im->entry_id, id, idl) == 0)
+            return true;
+    }
+    return false;
+}
 
 static void intake__on_read(struct rds *r, const struct rds_reply *reply, void *arg)
 {
@@ -780,16 +820,26 @@ static void intake__on_read(struct rds *r, const struct rds_reply *reply, void *
                 if (fl == 3 && memcmp(fn, "job", 3) == 0)
                     payload = rds_reply_str(rds_reply_elem(fields, f + 1), &pl);
             }
+            if (in->history[stream]) {
+                snprintf(in->hist_cursor[stream], sizeof in->hist_cursor[stream], "%.*s", (int)idl, id);
+                if (intake__in_memory_has(in, stream, id, idl))
+                    continue; /* already working on it: the history replays all we own */
+            }
             if (!in->free_slots) {
-                log_error("intake: read more entries than free slots; leaving %.*s pending", (int)idl, id);
+                /* no room: it stays pending for us; re-read it through the history later */
+                in->history[stream] = true;
+                in->hist_cursor[stream][0] = '0';
+                in->hist_cursor[stream][1] = '\0';
                 continue;
             }
             intake__accept(in, stream, id, idl, payload, pl);
         }
     }
     for (int s = 0; s < 2; s++)
-        if (in->history[s] && !got[s])
+        if (in->history[s] && !got[s] && in->read_streams & (1u << s)) {
             in->history[s] = false; /* our own pending backlog is drained */
+            snprintf(in->hist_cursor[s], sizeof in->hist_cursor[s], "0");
+        }
     intake__read(in);
 }
 
@@ -821,7 +871,12 @@ static void intake__read(struct intake *in)
     bool want_tx = room_all > 0, want_bulk = room_bulk > 0;
     if (!want_tx && !want_bulk)
         return;
-    unsigned count = want_bulk ? room_bulk : room_all;
+    /* COUNT applies to each stream: when reading both, split the room between them */
+    if (want_tx && want_bulk && room_all < 2)
+        want_bulk = false;
+    unsigned count = want_tx && want_bulk ? (room_bulk < room_all / 2 ? room_bulk : room_all / 2)
+                     : want_bulk         ? room_bulk
+                                         : room_all;
     if (count > in->cfg.read_batch)
         count = in->cfg.read_batch;
     if (count == 0)
@@ -848,17 +903,19 @@ static void intake__read(struct intake *in)
     if (want_bulk)
         av[n++] = in->keys[K_BULK];
     if (want_tx)
-        av[n++] = in->history[0] ? "0" : ">";
+        av[n++] = in->history[0] ? in->hist_cursor[0] : ">";
     if (want_bulk)
-        av[n++] = in->history[1] ? "0" : ">";
-    /* while one stream replays history the other waits, so both ids stay consistent */
+        av[n++] = in->history[1] ? in->hist_cursor[1] : ">";
+    in->read_streams = (want_tx ? 1u : 0u) | (want_bulk ? 2u : 0u);
+    /* while one stream replays history the other waits, so the read never blocks on it */
     if (history && want_tx && want_bulk && in->history[0] != in->history[1]) {
         n = 0;
         av[n++] = "XREADGROUP"; av[n++] = "GROUP"; av[n++] = "salvo"; av[n++] = in->cfg.instance;
         av[n++] = "COUNT"; av[n++] = cnt; av[n++] = "STREAMS";
         int s = in->history[0] ? K_TX : K_BULK;
         av[n++] = in->keys[s];
-        av[n++] = "0";
+        av[n++] = in->hist_cursor[s];
+        in->read_streams = 1u << s;
     }
     if (rds_commandv(in->rd, intake__on_read, in, n, av) == 0) {
         in->reading = true;
@@ -955,6 +1012,8 @@ static void intake__on_up(struct rds *r, void *arg)
         rds_commandv(in->cmd, s == K_BULK ? intake__on_group : NULL, in, 6, av);
     }
     in->history[0] = in->history[1] = true; /* re-read what we held before a restart */
+    snprintf(in->hist_cursor[0], sizeof in->hist_cursor[0], "0");
+    snprintf(in->hist_cursor[1], sizeof in->hist_cursor[1], "0");
 }
 
 static void intake__on_down(struct rds *r, void *arg, const char *why)
@@ -986,6 +1045,8 @@ static void intake__on_claimed(struct rds *r, const struct rds_reply *reply, voi
     if (reply && rds_reply_type(reply) == RDS_INTEGER && rds_reply_int(reply) > 0) {
         log_info("intake: claimed %lld entries of dead replicas", rds_reply_int(reply));
         in->history[0] = in->history[1] = true;
+        snprintf(in->hist_cursor[0], sizeof in->hist_cursor[0], "0");
+        snprintf(in->hist_cursor[1], sizeof in->hist_cursor[1], "0");
     }
 }
 

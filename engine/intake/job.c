@@ -21,7 +21,7 @@ static const char *const job__keys[] = {
     "id", "idempotency_key", "lane", "from", "to", "content", "message", "campaign", "merge",
     "not_before", "expires_at", "max_age_s", "max_attempts", "pool", "meta", "_state", NULL,
 };
-static const char *const job__state_keys[] = {"attempt", "created_ms", "last_error", NULL};
+static const char *const job__state_keys[] = {"attempt", "created_ms", "last_error", "message_id", NULL};
 
 void job_error_set(struct job_error *err, const char *code, const char *fmt, ...)
 {
@@ -255,6 +255,16 @@ static int job__state(json_t *obj, struct job_arena *a, struct job *j, struct jo
         if (job_json_uint(v, "_state.created_ms", 0, (uint64_t)JOB_MAX_TIME_MS, &x, err))
             return -1;
         j->created_ms = (int64_t)x;
+    }
+    if ((v = job_json_member(obj, "message_id"))) {
+        const char *s;
+        size_t n;
+        if (job_json_string(v, "_state.message_id", JOB_STR_NO_CTL, 0, a, &s, &n, err))
+            return -1;
+        if (n >= sizeof j->message_id)
+            return job_json_fail(err, JOB_ERR_INVALID_FIELD, "_state.message_id: too long");
+        memcpy(j->message_id, s, n);
+        j->message_id[n] = '\0';
     }
     if ((v = job_json_member(obj, "last_error"))) {
         const char *s;

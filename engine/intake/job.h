@@ -73,6 +73,7 @@ struct job {
     unsigned attempt;
     int64_t created_ms;
     char last_error[512];
+    char message_id[48];            /* Salvo's id for the message: the first stream entry's id */
     void *priv;                     /* owns every pointer above */
 };
 

@@ -186,6 +186,8 @@ int job_to_payload(const struct job *j, const char *const *remaining, unsigned n
     bool s = pl__open(&p, "_state", '{');
     pl__int(&p, "attempt", attempt);
     pl__int(&p, "created_ms", created_ms);
+    if (j->message_id[0])
+        pl__str(&p, "message_id", j->message_id);
     if (last_error && *last_error) {
         /* Cut where job_parse would (it keeps what fits struct job's last_error). */
         size_t n = strlen(last_error);

@@ -3,6 +3,7 @@
 #include "engine/redis/rds.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,11 +419,23 @@ static void rds__connect(struct rds *r)
 {
     struct sockaddr_storage sa;
     socklen_t sl;
-    const char *h = strcmp(r->host, "localhost") == 0 ? "127.0.0.1" : r->host;
-    if (ring_addr_parse(h, r->port, &sa, &sl) != 0) {
-        log_error("redis: host '%s' is not an IP address", r->host);
-        rds__schedule_reconnect(r);
-        return;
+    if (ring_addr_parse(r->host, r->port, &sa, &sl) != 0) {
+        /* A name (a container's service name, usually): resolved with the system resolver.
+         * This blocks the loop briefly, but only when (re)connecting to Redis. */
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+        char port[8];
+        snprintf(port, sizeof port, "%u", r->port);
+        int gr = getaddrinfo(r->host, port, &hints, &ai);
+        if (gr != 0 || !ai) {
+            log_warn("redis: cannot resolve '%s': %s", r->host, gai_strerror(gr));
+            if (ai)
+                freeaddrinfo(ai);
+            rds__schedule_reconnect(r);
+            return;
+        }
+        memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+        sl = ai->ai_addrlen;
+        freeaddrinfo(ai);
     }
     r->sock.on_event = rds__on_sock;
     int rc = ring_sock_connect(r->ring, &r->sock, (struct sockaddr *)&sa, sl, NULL, 0);

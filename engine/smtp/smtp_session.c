@@ -357,6 +357,7 @@ static int session__send_bdat_chunk(struct smtp_session *s)
     memcpy(s->out.data + hdr_pos, hdr, (size_t)hl);
     s->out.len = hdr_pos + (size_t)hl + n;
     s->bdat_sent += n;
+    s->bdat_chunks++;
     return 0;
 }
 
@@ -494,7 +495,9 @@ static void session__enter(struct smtp_session *s, enum smtp_state next)
             session__cmd(s, "DATA");
         break;
     case SMTP_S_BDAT:
-        if (!s->pipelined || s->bdat_sent > 0) {
+        /* next chunk only once every chunk sent so far is answered: a reply is then
+         * unambiguously the answer to the chunk we just wrote */
+        if (s->bdat_chunks == s->bdat_acks) {
             if (!s->body_finished && session__send_bdat_chunk(s) != 0) {
                 session__fail(s, FAIL_T_LOCAL_TEMP, "out of buffer space");
                 return;
@@ -740,6 +743,11 @@ static void session__on_reply(struct smtp_session *s, const struct smtp_reply *r
         return;
     }
     case SMTP_S_BDAT:
+        s->bdat_acks++;
+        if (s->bdat_acks < s->bdat_chunks) {
+            log_debug("[c%lu] BDAT reply %u of %u", s->id, s->bdat_acks, s->bdat_chunks);
+            return; /* cannot happen with one chunk in flight; kept for safety */
+        }
         if (!s->body_finished && ok && !s->mail_failed && s->accepted > 0) {
             session__enter(s, SMTP_S_BDAT); /* next chunk */
             return;
@@ -1035,6 +1043,7 @@ int smtp_session_submit(struct smtp_session *s, struct smtp_txn *txn)
     s->data_discard = false;
     s->body_off = 0;
     s->bdat_sent = 0;
+    s->bdat_chunks = s->bdat_acks = 0;
     s->body_finished = false;
     s->pipelined = s->caps.pipelining && s->cfg->use_pipelining;
     s->use_bdat = s->caps.chunking && s->cfg->use_chunking;

@@ -160,6 +160,7 @@ struct smtp_session {
     unsigned accepted, txns_done;
     struct smtp_stuffer stuffer;
     size_t body_off, bdat_total, bdat_sent;
+    unsigned bdat_chunks, bdat_acks;  /* BDAT commands written / answered */
     bool body_finished, data_discard;
     struct smtp_outcome failure; /* why the session ended, when it failed */
     struct smtp_conn_info info;

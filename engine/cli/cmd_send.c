@@ -74,6 +74,7 @@ static uint8_t *send__read_all(FILE *f, size_t max, size_t *len, int *err)
         *err = ENOMEM;
         return NULL;
     }
+    errno = 0;
     for (;;) {
         if (n == cap) {
             if (cap >= max + 1) {
@@ -96,8 +97,8 @@ static uint8_t *send__read_all(FILE *f, size_t max, size_t *len, int *err)
             break;
     }
     if (ferror(f)) {
+        *err = errno ? errno : EIO; /* e.g. EISDIR for a directory */
         free(b);
-        *err = EIO;
         return NULL;
     }
     if (n > max) {

@@ -1,4 +1,5 @@
-"""Usage errors exit 64 before any delivery is attempted; --help succeeds."""
+"""Usage errors exit 64 and an unreadable message exits 66 (sysexits EX_NOINPUT), before any
+delivery is attempted; --help succeeds."""
 
 import pytest
 
@@ -14,13 +15,12 @@ MSG = object()   # stands for a valid message file
 @pytest.mark.parametrize("args", [
     ["--no-such-option", "--to", "a@b.test", MSG],
     [MSG],                                                              # no --to
-    ["--to", "a@b.test", "/nonexistent/message.eml"],                   # unreadable file
     ["--to", "a@b.test", "--tls", "sometimes", MSG],                    # bad --tls value
     ["--to", "a@b.test", "--mx-port", "not-a-port", MSG],
     ["--to", "a@b.test", "--route", "missing-equals-sign", MSG],
     ["--to", "a@b.test", "--timeout-scale", "fast", MSG],
     ["--to"],                                                           # missing argument
-], ids=["bad-option", "no-to", "missing-file", "bad-tls", "bad-mx-port", "bad-route",
+], ids=["bad-option", "no-to", "bad-tls", "bad-mx-port", "bad-route",
         "bad-timeout-scale", "to-without-value"])
 def test_usage_errors_exit_64(salvo, message, args):
     args = ["send", "--from", "sender@origin.test"] + [message() if a is MSG else a
@@ -30,9 +30,20 @@ def test_usage_errors_exit_64(salvo, message, args):
     assert res.stderr.strip(), "a usage error should say what is wrong%s" % res
 
 
-def test_unreadable_directory_as_file_exits_64(salvo, tmp_path):
+EXIT_NOINPUT = 66
+
+
+def test_missing_message_file_exits_66(salvo):
+    res = salvo.run("send", "--from", "sender@origin.test", "--to", "a@b.test",
+                    "/nonexistent/message.eml")
+    assert_exit(res, EXIT_NOINPUT)
+    assert "No such file" in res.stderr, res
+
+
+def test_unreadable_directory_as_file_exits_66(salvo, tmp_path):
     res = salvo.run("send", "--from", "sender@origin.test", "--to", "a@b.test", str(tmp_path))
-    assert_exit(res, EXIT_USAGE)
+    assert_exit(res, EXIT_NOINPUT)
+    assert "directory" in res.stderr, res
 
 
 def test_help_exits_0_and_documents_the_options(salvo):

@@ -2,6 +2,7 @@
  * and the field listing. jansson stays inside this file. */
 #include "engine/config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -184,6 +185,8 @@ static int cf__route(struct dlv_route *r, const char *domain, size_t dlen, const
             return cf__err(err, errlen, "delivery.routes.%s: bad host '%s'", r->domain, target);
         if (hend[1] == ':')
             port = hend + 2;
+        else if (hend[1] != '\0')
+            return cf__err(err, errlen, "delivery.routes.%s: bad host '%s'", r->domain, target);
     } else {
         hend = strrchr(target, ':');
         if (hend && strchr(target, ':') != hend)
@@ -404,6 +407,9 @@ int config_finish(struct salvo_config *c, char *err, size_t errlen)
         smtp_timeouts_scale(&c->dlv.session.timeouts, c->timeout_scale);
     c->dlv.has_source = false;
     if (c->source_ip && *c->source_ip) {
+        if (!inet_pton(AF_INET, c->source_ip, &(struct in_addr){0}) &&
+            !inet_pton(AF_INET6, c->source_ip, &(struct in6_addr){0}))
+            return cf__err(err, errlen, "delivery.source_ip: '%s' is not an IP address", c->source_ip);
         if (ring_addr_parse(c->source_ip, 0, &c->dlv.source, &c->dlv.source_len) != 0)
             return cf__err(err, errlen, "delivery.source_ip: '%s' is not an IP address", c->source_ip);
         c->dlv.has_source = true;
@@ -421,8 +427,8 @@ int config_finish(struct salvo_config *c, char *err, size_t errlen)
     if (c->dns.ttl_min_s > c->dns.ttl_max_s)
         return cf__err(err, errlen, "dns.ttl_min_s: larger than dns.ttl_max_s");
     c->dns.servers = c->dns_servers;
-    if (!c->instance || !*c->instance || strpbrk(c->instance, " \t\r\n"))
-        return cf__err(err, errlen, "instance: must be a non-empty name without spaces");
+    if (!c->instance || !*c->instance || strpbrk(c->instance, " \t\r\n") || strlen(c->instance) > 200)
+        return cf__err(err, errlen, "instance: must be a non-empty name without spaces, at most 200 bytes");
     if (!c->prefix || !*c->prefix || strpbrk(c->prefix, " {}"))
         return cf__err(err, errlen, "redis.prefix: must be non-empty, without spaces or braces");
     if (c->intake.tx_reserve >= c->intake.max_in_memory)

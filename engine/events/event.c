@@ -50,9 +50,9 @@ static void event__time(char *buf, size_t cap, int64_t ms)
 int event_format(const struct event_info *e, int64_t now_ms, uint64_t seq, struct buf *out)
 {
     struct jsonw w;
-    char tbuf[80], idbuf[96];
+    char tbuf[80], idbuf[320];
     jsonw_begin(&w, out);
-    snprintf(idbuf, sizeof idbuf, "%s-%llx-%llx", e->instance ? e->instance : "salvo",
+    snprintf(idbuf, sizeof idbuf, "%.256s-%llx-%llx", e->instance ? e->instance : "salvo",
              (unsigned long long)now_ms, (unsigned long long)seq);
     jsonw_str(&w, "event_id", idbuf);
     jsonw_str(&w, "type", event_type_to_text(e->type));

@@ -316,6 +316,7 @@ static void rds__on_handshake(struct rds *r, const struct rds_reply *reply, void
         return;
     }
     if (--r->handshake_left == 0) {
+        ring_timer_cancel(r->ring, &r->timer);
         r->state = RDS_UP;
         r->backoff_ms = 0;
         log_info("redis %s: connected to %s:%u", r->cfg.name ? r->cfg.name : "", r->host, r->port);
@@ -363,7 +364,8 @@ static void rds__on_sock(struct ring_sock *s, enum ring_sock_event ev, const uin
     char why[128];
     switch (ev) {
     case RING_SOCK_CONNECTED: {
-        ring_timer_cancel(r->ring, &r->timer);
+        /* the handshake (AUTH, SELECT) gets the same time as the connect */
+        ring_timer_arm(r->ring, &r->timer, r->cfg.connect_timeout_ms);
         r->reader = redisReaderCreate();
         if (!r->reader) {
             rds__down(r, "out of memory");
@@ -422,10 +424,15 @@ static void rds__connect(struct rds *r)
     if (ring_addr_parse(r->host, r->port, &sa, &sl) != 0) {
         /* A name (a container's service name, usually): resolved with the system resolver.
          * This blocks the loop briefly, but only when (re)connecting to Redis. */
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+        /* IPv4 first: Redis commonly binds 127.0.0.1 while "localhost" may also be ::1 */
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *ai = NULL;
         char port[8];
         snprintf(port, sizeof port, "%u", r->port);
         int gr = getaddrinfo(r->host, port, &hints, &ai);
+        if (gr != 0) {
+            hints.ai_family = AF_UNSPEC;
+            gr = getaddrinfo(r->host, port, &hints, &ai);
+        }
         if (gr != 0 || !ai) {
             log_warn("redis: cannot resolve '%s': %s", r->host, gai_strerror(gr));
             if (ai)

@@ -144,7 +144,9 @@ void ring_timer_arm(struct ring *r, struct ring_timer *t, uint64_t delay_ms)
 
 static void ring__run_timers(struct ring *r)
 {
-    while (r->heap_len && r->heap[0]->deadline_ms <= r->now_ms) {
+    /* bounded: a timer that re-arms itself with delay 0 runs again next turn, not forever */
+    unsigned budget = r->heap_len;
+    while (budget-- && r->heap_len && r->heap[0]->deadline_ms <= r->now_ms) {
         struct ring_timer *t = r->heap[0];
         ring_timer_cancel(r, t);
         t->on_fire(t);

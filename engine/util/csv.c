@@ -174,9 +174,10 @@ static long csv__record(struct csv_reader *r, char **fields, unsigned *nf)
     return -2; /* still incomplete with a full buffer */
 }
 
-static int csv__fail(struct csv_reader *r, const char **why, const char *what)
+/* line: the record the error is about (counted from 1) */
+static int csv__fail(struct csv_reader *r, unsigned long line, const char **why, const char *what)
 {
-    snprintf(r->why, sizeof r->why, "line %lu: %s", r->line + 1, what);
+    snprintf(r->why, sizeof r->why, "line %lu: %s", line, what);
     *why = r->why;
     return -1;
 }
@@ -190,26 +191,26 @@ static int csv__next_csv(struct csv_reader *r, struct csv_row *row, const char *
         if (n == 0)
             return 0;
         if (n == -1)
-            return csv__fail(r, why, "malformed CSV (quotes or too many columns)");
+            return csv__fail(r, r->line + 1, why, "malformed CSV (quotes or too many columns)");
         if (n == -2)
-            return csv__fail(r, why, "row longer than 1 MiB");
+            return csv__fail(r, r->line + 1, why, "row longer than 1 MiB");
         if (nf == 1 && fields[0][0] == '\0')
             continue; /* blank line */
         if (r->email_col < 0) {
             for (unsigned i = 0; i < nf; i++) {
                 r->header[i] = strdup(fields[i]);
                 if (!r->header[i])
-                    return csv__fail(r, why, "out of memory");
+                    return csv__fail(r, r->line, why, "out of memory");
                 if (strcasecmp(fields[i], "email") == 0 && r->email_col < 0)
                     r->email_col = (int)i;
             }
             r->nheader = nf;
             if (r->email_col < 0)
-                return csv__fail(r, why, "the header row has no 'email' column");
+                return csv__fail(r, r->line, why, "the header row has no 'email' column");
             continue;
         }
         if (nf != r->nheader)
-            return csv__fail(r, why, "wrong number of columns");
+            return csv__fail(r, r->line, why, "wrong number of columns");
         row->email = fields[r->email_col];
         row->nfields = 0;
         for (unsigned i = 0; i < nf; i++)
@@ -240,7 +241,7 @@ static int csv__next_jsonl(struct csv_reader *r, struct csv_row *row, const char
             start = r->buf + r->pos;
             nl = memchr(start, '\n', r->len - r->pos);
             if (!nl && !r->eof)
-                return csv__fail(r, why, "line longer than 1 MiB");
+                return csv__fail(r, r->line + 1, why, "line longer than 1 MiB");
         }
         size_t ll = nl ? (size_t)(nl - start) : r->len - r->pos;
         r->pos += ll + (nl ? 1 : 0);
@@ -254,13 +255,12 @@ static int csv__next_jsonl(struct csv_reader *r, struct csv_row *row, const char
         json_t *o = json_loadb(start, ll, 0, &je);
         if (!o || !json_is_object(o)) {
             json_decref(o);
-            r->line--;
-            return csv__fail(r, why, o ? "not a JSON object" : je.text);
+            return csv__fail(r, r->line, why, o ? "not a JSON object" : je.text);
         }
         r->cur = o;
         json_t *em = json_object_get(o, "email");
         if (!json_is_string(em))
-            return csv__fail(r, why, "no \"email\" string");
+            return csv__fail(r, r->line, why, "no \"email\" string");
         row->email = json_string_value(em);
         row->nfields = 0;
         const char *k;
@@ -269,7 +269,7 @@ static int csv__next_jsonl(struct csv_reader *r, struct csv_row *row, const char
             if (strcmp(k, "email") == 0)
                 continue;
             if (row->nfields == CSV_MAX_FIELDS)
-                return csv__fail(r, why, "too many fields");
+                return csv__fail(r, r->line, why, "too many fields");
             const char *sv;
             if (json_is_string(v))
                 sv = json_string_value(v);
@@ -284,7 +284,7 @@ static int csv__next_jsonl(struct csv_reader *r, struct csv_row *row, const char
             else if (json_is_null(v))
                 sv = "";
             else
-                return csv__fail(r, why, "merge field values must be strings, numbers or booleans");
+                return csv__fail(r, r->line, why, "merge field values must be strings, numbers or booleans");
             row->names[row->nfields] = k;
             row->values[row->nfields++] = sv;
         }

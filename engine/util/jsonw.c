@@ -2,6 +2,7 @@
  * becomes U+FFFD, so whatever a remote server said can be put in an event safely. */
 #include "engine/util/jsonw.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,23 +81,23 @@ int jsonw_escape(struct buf *b, const char *s, size_t n)
 static void jsonw__key(struct jsonw *w, const char *key)
 {
     if (w->need_comma && buf_append(w->b, ",", 1))
-        w->err = -1;
+        w->err = -ENOBUFS;
     w->need_comma = true;
     if (jsonw_escape(w->b, key, strlen(key)) || buf_append(w->b, ":", 1))
-        w->err = -1;
+        w->err = -ENOBUFS;
 }
 
 void jsonw_begin(struct jsonw *w, struct buf *b)
 {
     w->b = b;
     w->need_comma = false;
-    w->err = buf_append(b, "{", 1);
+    w->err = buf_append(b, "{", 1) ? -ENOBUFS : 0;
 }
 
 int jsonw_end(struct jsonw *w)
 {
     if (buf_append(w->b, "}", 1))
-        w->err = -1;
+        w->err = -ENOBUFS;
     return w->err;
 }
 
@@ -104,7 +105,7 @@ void jsonw_strn(struct jsonw *w, const char *key, const char *v, size_t n)
 {
     jsonw__key(w, key);
     if (jsonw_escape(w->b, v, n))
-        w->err = -1;
+        w->err = -ENOBUFS;
 }
 
 void jsonw_str(struct jsonw *w, const char *key, const char *v)
@@ -120,21 +121,21 @@ void jsonw_int(struct jsonw *w, const char *key, long long v)
 {
     jsonw__key(w, key);
     if (buf_printf(w->b, "%lld", v))
-        w->err = -1;
+        w->err = -ENOBUFS;
 }
 
 void jsonw_bool(struct jsonw *w, const char *key, bool v)
 {
     jsonw__key(w, key);
     if (buf_append(w->b, v ? "true" : "false", v ? 4 : 5))
-        w->err = -1;
+        w->err = -ENOBUFS;
 }
 
 void jsonw_null(struct jsonw *w, const char *key)
 {
     jsonw__key(w, key);
     if (buf_append(w->b, "null", 4))
-        w->err = -1;
+        w->err = -ENOBUFS;
 }
 
 void jsonw_raw(struct jsonw *w, const char *key, const char *v)
@@ -145,5 +146,5 @@ void jsonw_raw(struct jsonw *w, const char *key, const char *v)
     }
     jsonw__key(w, key);
     if (buf_append(w->b, v, strlen(v)))
-        w->err = -1;
+        w->err = -ENOBUFS;
 }

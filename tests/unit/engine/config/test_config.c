@@ -554,7 +554,7 @@ static void test_finish_timeout_scale(void **state)
  * connection on, EACCES without privileges). Expected: "is not an IP address".
  * Also: a static route "[::1]junk" is taken as host ::1 port 25 (cf__route, config.c:185
  * ignores what follows ']' unless it is ':'). Expected: "bad host"/"bad port". */
-static void test_finish_source_ip_with_port_BUG(void **state)
+static void test_finish_source_ip_with_port(void **state)
 {
     (void)state;
     unsigned bad = 0;
@@ -632,7 +632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_each_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_timeout_scale, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finish_source_ip_with_port_BUG, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_source_ip_with_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

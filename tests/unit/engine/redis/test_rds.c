@@ -46,7 +46,7 @@ static void test_url_parse(void **state)
         {"redis://cache.internal/", 0, "cache.internal", 6379, "", 0},
         {"redis://:s3cret@10.0.0.5:6380/15", 0, "10.0.0.5", 6380, "s3cret", 15},
         {"redis://user:pw@h:1", 0, "h", 1, "pw", 0},
-        {"redis://:p@ss:w@rd@h", 0, "h", 6379, "p@ss:w", 0},
+        {"redis://:p@ss:w@rd@h", 0, "h", 6379, "p@ss:w@rd", 0},
         {"redis://:@h", 0, "h", 6379, "", 0},
         {"redis://[::1]:6390/2", 0, "::1", 6390, "", 2},
         {"redis://[::1]", 0, "::1", 6379, "", 0},
@@ -721,7 +721,7 @@ static bool reconnected(void *arg)
     return st.reconnects >= 2;
 }
 
-static void test_handshake_timeout_BUG(void **state)
+static void test_handshake_timeout(void **state)
 {
     (void)state;
     /* a listener that never accepts or answers: the kernel completes the connect */
@@ -757,7 +757,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_and_db, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_lost_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_too_large, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_handshake_timeout_BUG, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

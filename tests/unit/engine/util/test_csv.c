@@ -322,7 +322,7 @@ static void test_reader_errors(void **state)
  * the wrong number of columns: the record was already counted (csv__record, csv.c:167,
  * r->line++) when csv__fail adds one more (csv.c:179, "line %lu", r->line + 1). The
  * malformed-quote error above (not yet counted) names the right line. */
-static void test_reader_error_lines_BUG(void **state)
+static void test_reader_error_lines(void **state)
 {
     (void)state;
     static const char *const names[] = {"noemail.csv", "columns.csv", "columns2.csv"};
@@ -391,7 +391,7 @@ static void test_reader_jsonl(void **state)
 /* BUG: the same off-by-one for JSON lines once the line parsed: "no email" and bad field
  * values name the next line (csv.c:248 r->line++, then csv__fail adds one; only the
  * parse-error path at csv.c:257 undoes the increment). */
-static void test_reader_jsonl_error_lines_BUG(void **state)
+static void test_reader_jsonl_error_lines(void **state)
 {
     (void)state;
     static const char *const names[] = {"noemail.jsonl", "nested.jsonl", "numemail.jsonl"};
@@ -451,9 +451,9 @@ int main(void)
         cmocka_unit_test(test_parse_record_incremental),
         cmocka_unit_test_setup_teardown(test_reader_csv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reader_error_lines_BUG, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_error_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_jsonl, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reader_jsonl_error_lines_BUG, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_jsonl_error_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_100k, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -175,7 +175,7 @@ static void test_object(void **state)
  * makes it return -1 (= -EPERM): jsonw__key/jsonw_strn/... set w->err = -1 instead of
  * passing on buf_*'s -ENOBUFS (engine/util/jsonw.c:83,86,99,107,123,130,137,148). The first half of this
  * test (an error is reported, nothing crashes) passes; the errno check fails. */
-static void test_full_buffer(void **state)
+static void test_full_buffer_errno(void **state)
 {
     (void)state;
     struct buf b;
@@ -198,7 +198,7 @@ int main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_roundtrip_random),
         cmocka_unit_test(test_object),
-        cmocka_unit_test(test_full_buffer),
+        cmocka_unit_test(test_full_buffer_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -547,7 +547,7 @@ static void test_finish_timeout_scale(void **state)
     assert_int_equal(C.dlv.session.timeouts.connect_ms, 30000000);
 }
 
-/* BUG: delivery.source_ip accepts an address with a port ("127.0.0.1:25", "[::1]:587"):
+/* Regression (fixed): delivery.source_ip accepts an address with a port ("127.0.0.1:25", "[::1]:587"):
  * config_finish parses it with ring_addr_parse (config.c:407), which takes "host:port". The
  * docs say "IPv4 or IPv6 literal" and ring_sock_connect binds the source "with port 0";
  * with this value every connection would bind local port 25 (EADDRINUSE from the second

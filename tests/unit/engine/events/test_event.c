@@ -366,7 +366,7 @@ static void test_bounce_category(void **state)
     assert_string_equal(event_bounce_category(&o), "other");
 }
 
-/* BUG: event_id is "<instance>-<ms hex>-<seq hex>" built in a 96-byte buffer (event.c:53,
+/* Regression (fixed): event_id is "<instance>-<ms hex>-<seq hex>" built in a 96-byte buffer (event.c:53,
  * char idbuf[96]); config accepts an instance name of up to 1000 bytes (config.c "instance",
  * CF_STR limit 1000), so with an instance name of 90+ bytes the time and sequence are cut
  * off and every event of the replica gets the same event_id. Expected: ids that differ by

@@ -708,7 +708,7 @@ static void test_reply_too_large(void **state)
     conn_close(&c);
 }
 
-/* BUG: a server that accepts the TCP connection but never answers the handshake (a hung
+/* Regression (fixed): a server that accepts the TCP connection but never answers the handshake (a hung
  * Redis, a black-holed proxy) leaves the client in RDS_HANDSHAKE forever: RING_SOCK_CONNECTED
  * cancels the connect timer (rds_hiredis.c:366, ring_timer_cancel in rds__on_sock) and
  * nothing re-arms it for the handshake, although rds__on_timer handles RDS_HANDSHAKE as a

@@ -318,7 +318,7 @@ static void test_reader_errors(void **state)
     free(text);
 }
 
-/* BUG: csv.c's errors name the wrong line for a header without "email" and for a row with
+/* Regression (fixed): csv.c's errors name the wrong line for a header without "email" and for a row with
  * the wrong number of columns: the record was already counted (csv__record, csv.c:167,
  * r->line++) when csv__fail adds one more (csv.c:179, "line %lu", r->line + 1). The
  * malformed-quote error above (not yet counted) names the right line. */
@@ -388,7 +388,7 @@ static void test_reader_jsonl(void **state)
     expect_error("arr.jsonl", "[1,2]\n", 0, "line 1: not a JSON object");
 }
 
-/* BUG: the same off-by-one for JSON lines once the line parsed: "no email" and bad field
+/* Regression (fixed): the same off-by-one for JSON lines once the line parsed: "no email" and bad field
  * values name the next line (csv.c:248 r->line++, then csv__fail adds one; only the
  * parse-error path at csv.c:257 undoes the increment). */
 static void test_reader_jsonl_error_lines(void **state)

@@ -171,7 +171,7 @@ static void test_object(void **state)
     buf_fini(&b);
 }
 
-/* BUG (minor): jsonw.h says jsonw_end "returns 0 or -errno", but a value that does not fit
+/* Regression (fixed): jsonw.h says jsonw_end "returns 0 or -errno", but a value that does not fit
  * makes it return -1 (= -EPERM): jsonw__key/jsonw_strn/... set w->err = -1 instead of
  * passing on buf_*'s -ENOBUFS (engine/util/jsonw.c:83,86,99,107,123,130,137,148). The first half of this
  * test (an error is reported, nothing crashes) passes; the errno check fails. */

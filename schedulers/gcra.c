@@ -24,8 +24,8 @@ void gcra_rate_set(struct gcra_rate *r, double count, uint64_t period_ms, unsign
     if (!(count > 0) || period_ms == 0)
         return;
     double x = (double)period_ms * 1000.0 / count;
-    if (!(x < 1.8e19)) {                 /* a rate so slow it is effectively "never" */
-        r->emission_us = UINT64_MAX;
+    if (!(x < (double)GCRA_EMISSION_MAX_US)) {
+        r->emission_us = GCRA_EMISSION_MAX_US;
         return;
     }
     uint64_t em = (uint64_t)x;

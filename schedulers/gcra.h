@@ -22,6 +22,10 @@ struct gcra_rate {
 /* Returned in *retry_after_us when n can never conform (n > burst + 1). */
 #define GCRA_NEVER UINT64_MAX
 
+/* The longest emission interval gcra_rate_set gives (about 11.6 days): slower rates are this
+ * slow, which keeps every sum far from saturating. */
+#define GCRA_EMISSION_MAX_US 1000000000000ull
+
 /* Sets r to count tokens per period_ms (count may be fractional: 0.5 per 1000 ms is one every
  * 2 s) with burst extra tokens at once. The emission interval is rounded up, so the rate never
  * exceeds the limit. count <= 0 (or period_ms == 0) gives "no limit". */

@@ -129,9 +129,9 @@ bool shaping_suffix_match(const char *name, const char *suffix);
 
 /* The MX-rollup key: the hosts lowercased, trailing dots removed, empty names dropped,
  * sorted, deduplicated, joined with ','. Domains with the same key share one queue and one
- * set of limits. Writes at most cap bytes including the NUL (cap > 0) and returns the full
- * length, like snprintf: a result >= cap means truncated — do not use a truncated key. With
- * no MX records (implicit MX) pass the domain itself as the one host. */
+ * set of limits. Writes at most cap bytes including the NUL (out may be NULL if cap is 0)
+ * and returns the full length, like snprintf: a result >= cap means truncated — do not use a
+ * truncated key. With no MX records (implicit MX) pass the domain itself as the one host. */
 size_t shaping_site_key(const char *const *mx_hosts, unsigned n, char *out, size_t cap);
 
 /* A field's value as text ("5", "none", "60,300,900", "opportunistic", "true"). Returns the

@@ -483,7 +483,8 @@ static int rules__root(struct rules__ctx *c, json_t *root)
             if (rules__source(c, key, sv, &r->sources[r->nsources++]) != 0)
                 return -1;
         }
-        qsort(r->sources, r->nsources, sizeof *r->sources, rules__source_cmp);
+        if (r->nsources > 1)
+            qsort(r->sources, r->nsources, sizeof *r->sources, rules__source_cmp);
     }
     return 0;
 }

@@ -18,7 +18,7 @@ import time
 
 from intake_fixtures import (SENDER, KEYS, assert_event_sequences, assert_exactly_one_place,
                              census, engine_args, Events, final_count, inject, pending_of,
-                             redis_state, sink_received, stats, wait_final, wait_for,
+                             redis_state, sink_received, sink_received_until, stats, wait_final, wait_for,
                              wait_heartbeat, write_campaign_files)
 from intake_fixtures import engines, redis_factory, redis_server  # noqa: F401 (fixtures)
 
@@ -27,6 +27,7 @@ DOMAINS = 10              # spread over 10 destinations (one sink): no single on
 MAX_IN_MEMORY = 1000
 READ_BATCH = 200          # several reads to replay a dead engine's pending entries
 STALL_S = 30.0            # hang guard: no message became final for this long
+HEARTBEAT_TTL_MS = 3000   # a killed replica's work is claimed 2-3 s after the kill
 
 
 def _setup_campaign(net, redis, salvo_bin, tmp_path, n, cid="crash"):
@@ -51,7 +52,7 @@ def _args(routes, *more):
         "intake.block_ms=100", "intake.read_batch=%d" % READ_BATCH,
         "intake.max_in_memory=%d" % MAX_IN_MEMORY, "intake.tx_reserve=100",
         "retry.schedule_s=1", "retry.jitter=0", "progress_interval_s=1",
-        "intake.heartbeat_ttl_ms=1000", "intake.claim_interval_ms=500"] + list(more))
+        "intake.heartbeat_ttl_ms=%d" % HEARTBEAT_TTL_MS, "intake.claim_interval_ms=500"] + list(more))
 
 
 def _sink_counts(sink):
@@ -59,32 +60,31 @@ def _sink_counts(sink):
     return collections.Counter(complete)
 
 
-def _sink_settled(sink):
-    """The sink's messages once it has finished writing (stable over 0.3 s)."""
-    prev = _sink_counts(sink)
-    while True:
-        time.sleep(0.3)
-        cur = _sink_counts(sink)
-        if cur == prev:
-            return cur
-        prev = cur
-
-
 class Kill:
-    """What was in flight when an engine died: entry ids pending for it, their recipients,
-    and which of those the sink already had (the legitimate duplicate window)."""
+    """What was in flight when an engine was killed: the entries pending for it, their
+    recipients, and which of those the sink had already accepted (the legitimate duplicate
+    window). Taken right after the kill: the sink's view is cut at the kill (plus 0.3 s for
+    smtp-sink to write what it had fully received), long before another replica can claim
+    the dead one's entries (its heartbeat lives HEARTBEAT_TTL_MS after its last refresh)."""
 
     def __init__(self, c, instance, sink):
+        killed_at = time.time()
         self.pending = pending_of(c, instance)
         self.recipients = set()
-        for lane in ("tx", "bulk"):
-            for eid in self.pending:
+        for eid in self.pending:
+            for lane in ("tx", "bulk"):
                 got = c.xrange(KEYS.stream(lane), eid, eid)
                 if got:
                     to = json.loads(got[0][1][b"job"])["to"]
                     self.recipients.update([to] if isinstance(to, str) else to)
-        at_sink = _sink_settled(sink)
+        time.sleep(0.3)
+        at_sink = set(sink_received_until(sink, killed_at + 0.3))
         self.window = {r for r in self.recipients if r in at_sink}
+        still = set(pending_of(c, instance))
+        assert still == set(self.pending), (
+            "the killed engine's entries were claimed before the test could look at the "
+            "sink (%d of %d still pending): the duplicate accounting would be wrong" % (
+                len(still & set(self.pending)), len(self.pending)))
 
     def __repr__(self):
         return "<kill: %d pending, %d of them already at the sink>" % (
@@ -223,3 +223,28 @@ def test_redis_restart_mid_run_engine_reconnects(net, redis_factory, engines, sa
     err = e.stderr()
     assert "connection lost" in err, "the engine never saw Redis go"
     print("final when Redis came back %d" % after_restart)
+
+
+def test_sigterm_mid_campaign_finishes_in_memory_work_then_restart_sends_no_duplicates(
+        net, redis_server, engines, salvo_bin, tmp_path):
+    """The graceful counterpart of kill -9: SIGTERM stops reading, finishes what is in
+    memory, settles it and exits 0, so nothing is left pending and a restart sends nothing
+    twice."""
+    c = redis_server.client()
+    sink, routes, recipients = _setup_campaign(net, redis_server, salvo_bin, tmp_path, N)
+    args = _args(routes, "shutdown_grace_s=60")
+    e = engines.start(redis_server.url, "a", *args)
+    wait_final(c, 0.3 * N, [e], stall_s=STALL_S)
+    e.term()
+    left = pending_of(c, "a")
+    assert not left, "%d entries left pending after a graceful stop: %s" % (
+        len(left), redis_state(c))
+    stopped_at = final_count(c)
+    assert stopped_at < N, "the campaign finished before the stop: proved nothing"
+    assert not c.exists(KEYS.hb("a")), "the heartbeat outlived a graceful stop"
+    e = engines.start(redis_server.url, "a", *args)
+    wait_final(c, N, [e], stall_s=STALL_S)
+    e.term()
+    dups, _ = _check_complete(c, sink, recipients, [], "crash")
+    assert dups == 0, "%d messages sent twice across a graceful restart" % dups
+    print("stopped at %d final" % stopped_at)

@@ -50,8 +50,11 @@ static void test_rate_set(void **state)
     assert_int_equal(r.emission_us, 0);
     gcra_rate_set(&r, 5, 0, 5);
     assert_int_equal(r.emission_us, 0);
-    gcra_rate_set(&r, 1e-30, 3600000, 0);       /* absurdly slow saturates, no UB */
-    assert_int_equal(r.emission_us, UINT64_MAX);
+    gcra_rate_set(&r, 1e-30, 3600000, 1);       /* absurdly slow is clamped, and still holds */
+    assert_int_equal(r.emission_us, GCRA_EMISSION_MAX_US);
+    struct gcra g = {0};
+    assert_true(gcra_take(&g, &r, 1700000000 * S, 2, NULL));
+    assert_false(gcra_take(&g, &r, 1700000000 * S + 3600 * S, 1, NULL));
     gcra_rate_set(&r, 1e12, 1000, 0);           /* faster than 1/us is 1/us */
     assert_int_equal(r.emission_us, 1);
 }

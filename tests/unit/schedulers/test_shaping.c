@@ -135,6 +135,11 @@ static void test_unknown_fields(void **state)
         " \"domains\": {\"d.com\": {\"comment\": \"x\"}},"
         " \"sources\": {\"s\": {\"comment\": \"x\", \"defaults\": {\"comment\": \"x\"}}}}");
     shaping_free(r);
+    /* Empty containers are fine (the fuzzer found qsort(NULL, 0) on "sources": {}). */
+    r = parse_ok("{\"defaults\": {}, \"providers\": [], \"domains\": {}, \"sources\": {}}");
+    shaping_free(r);
+    r = parse_ok("{\"sources\": {\"s\": {\"providers\": {}, \"domains\": {}}}}");
+    shaping_free(r);
 }
 
 /* Every level sets max_connections (and what it alone sets) so each override is visible. */
@@ -515,6 +520,44 @@ static void test_shipped_file(void **state)
     free(path);
 }
 
+/* The complete example in docs/shaping.md parses, and says what it says it does. */
+static void test_docs_example(void **state)
+{
+    (void)state;
+    char *path = repo_path("docs/shaping.md");
+    size_t len;
+    char *md = slurp(path, &len);
+    md = realloc(md, len + 1);
+    md[len] = '\0';
+    char *sec = strstr(md, "## A complete example");
+    assert_non_null(sec);
+    char *start = strstr(sec, "```json\n");
+    assert_non_null(start);
+    start += 8;
+    char *end = strstr(start, "```");
+    assert_non_null(end);
+    struct shaping_rules *r = NULL;
+    char err[512] = "";
+    if (shaping_parse(start, (size_t)(end - start), &r, err, sizeof err) != 0)
+        fail_msg("docs example: %s", err);
+    struct shaping_limits l;
+    struct shaping_provenance p;
+    shaping_resolve(r, "partner.example", NULL, 0, "new-ip-1", &l, &p);
+    assert_int_equal(l.tls, SHAPING_TLS_VERIFY);
+    assert_string_equal(p.from[SHAPING_F_TLS], "domain partner.example");
+    assert_true(l.max_msgs_per_hour == 2000);
+    assert_string_equal(p.from[SHAPING_F_MAX_MSGS_PER_HOUR], "source new-ip-1 domain partner.example");
+    assert_true(l.replica_local);
+    assert_string_equal(p.from[SHAPING_F_REPLICA_LOCAL], "source new-ip-1 defaults");
+    assert_int_equal(l.max_connections, 5);
+    assert_string_equal(p.from[SHAPING_F_MAX_CONNECTIONS], "defaults");
+    const char *mx[] = {"customer7.mx.hoster.example"};
+    assert_string_equal(shaping_provider_of(r, "customer7.example", mx, 1), "hoster");
+    shaping_free(r);
+    free(md);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_buckets),
         cmocka_unit_test(test_tls_names),
         cmocka_unit_test(test_shipped_file),
+        cmocka_unit_test(test_docs_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

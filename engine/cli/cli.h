@@ -19,5 +19,6 @@ int cmd_send(int argc, char **argv);
 int cmd_check_config(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_inject(int argc, char **argv);
+int cmd_shaping(int argc, char **argv);
 
 #endif

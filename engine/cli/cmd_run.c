@@ -45,7 +45,7 @@ static void run__usage(FILE *f)
         "  -h, --help             this text\n\n"
         "Signals: SIGTERM/SIGINT finish in-memory work (grace: shutdown_grace_s) and exit 0;\n"
         "a second one exits at once (unfinished messages stay pending and are taken over);\n"
-        "SIGHUP reopens the events file.\n");
+        "SIGHUP reopens the events file and reloads the shaping rules (connections stay open).\n");
 }
 
 enum { R_CONFIG = 256, R_REDIS, R_INSTANCE, R_RESOLVER, R_MXPORT, R_ROUTE, R_SCALE, R_EVENTS, R_SET, R_LOG };
@@ -201,6 +201,10 @@ int cmd_run(int argc, char **argv)
         if (run__hup) {
             run__hup = 0;
             intake_reopen_events(in);
+            if (worker_reload_shaping(&w, &cfg, err, sizeof err) != 0)
+                log_error("SIGHUP: shaping rules not reloaded (the old ones stay): %s", err);
+            else
+                log_info("SIGHUP: events file reopened, shaping rules reloaded");
         }
         if (run__stop && !stop_deadline) {
             log_info("salvo run: stopping; %u messages in memory", intake_in_memory(in));

@@ -14,6 +14,7 @@ static const struct {
     {"send", cmd_send, "deliver one message now and print each recipient's outcome"},
     {"run", cmd_run, "run the engine: deliver jobs from Redis and report every outcome"},
     {"inject", cmd_inject, "enqueue a message or a campaign with a recipient list"},
+    {"shaping", cmd_shaping, "explain the traffic shaping limits for a destination"},
     {"check-config", cmd_check_config, "validate a configuration file"},
 };
 

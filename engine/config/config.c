@@ -36,6 +36,7 @@ static const struct cf_field cf__fields[] = {
     F("instance", CF_STR, instance, 0, 0, "this replica's consumer name; stable across restarts (default: host name; env SALVO_INSTANCE)"),
     F("redis.url", CF_STR, redis_url, 0, 0, "redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379; env SALVO_REDIS_URL)"),
     F("redis.prefix", CF_STR, prefix, 0, 0, "key prefix (default \"salvo\")"),
+    F("shaping.file", CF_STR, shaping_file, 0, 0, "traffic shaping rules (docs/shaping.md); reloaded on SIGHUP (default: none, the limits here apply to every destination)"),
     F("intake.max_in_memory", CF_UINT, intake.max_in_memory, 1, 1000000, "messages held in memory at once; reading stops when full (default 5000)"),
     F("intake.tx_reserve", CF_UINT, intake.tx_reserve, 0, 1000000, "of those, slots only transactional mail may use (default 500)"),
     F("intake.read_batch", CF_UINT, intake.read_batch, 1, 100000, "entries per stream read (default 500)"),
@@ -139,6 +140,7 @@ void config_fini(struct salvo_config *c)
     free(c->redis_url);
     free(c->prefix);
     free(c->events_file);
+    free(c->shaping_file);
     memset(c, 0, sizeof *c);
 }
 
@@ -403,8 +405,10 @@ int config_finish(struct salvo_config *c, char *err, size_t errlen)
     if (!c->ehlo_name || !*c->ehlo_name || strpbrk(c->ehlo_name, " \t\r\n<>"))
         return cf__err(err, errlen, "ehlo_name: must be a non-empty host name");
     c->dlv.session.ehlo_name = c->ehlo_name;
+    c->timeouts_base = c->dlv.session.timeouts;
     if (c->timeout_scale != 1.0)
         smtp_timeouts_scale(&c->dlv.session.timeouts, c->timeout_scale);
+    c->dlv.timeout_scale = c->timeout_scale;
     c->dlv.has_source = false;
     if (c->source_ip && *c->source_ip) {
         if (!inet_pton(AF_INET, c->source_ip, &(struct in_addr){0}) &&
@@ -451,6 +455,57 @@ int config_apply_env(struct salvo_config *c, char *err, size_t errlen)
     v = getenv("SALVO_INSTANCE");
     if (v && *v && config_set(c, "instance", v, err, errlen) != 0)
         return -1;
+    return 0;
+}
+
+int config_load_shaping(const struct salvo_config *c, struct shaping_rules **out, char *err,
+                        size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 2;
+    if (c->shaping_file && *c->shaping_file) {
+        FILE *f = fopen(c->shaping_file, "rb");
+        if (!f)
+            return cf__err(err, errlen, "shaping.file: cannot open '%s': %s", c->shaping_file, strerror(errno));
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        if (n < 0 || n > (16 << 20)) {
+            fclose(f);
+            return cf__err(err, errlen, "shaping.file: '%s' is not a readable file under 16 MiB", c->shaping_file);
+        }
+        text = malloc((size_t)n + 1);
+        len = text ? fread(text, 1, (size_t)n, f) : 0;
+        fclose(f);
+        if (!text)
+            return cf__err(err, errlen, "out of memory");
+    }
+    char perr[400];
+    int rc = shaping_parse(text ? text : "{}", len, out, perr, sizeof perr);
+    free(text);
+    if (rc != 0)
+        return cf__err(err, errlen, "%s: %s", c->shaping_file ? c->shaping_file : "shaping", perr);
+    struct shaping_limits b;
+    shaping_limits_builtin(&b);
+    b.max_connections = c->dlv.max_conns_per_dest;
+    b.max_msgs_per_connection = c->dlv.max_msgs_per_conn;
+    b.max_rcpts_per_txn = c->dlv.max_rcpts_per_txn;
+    b.nretry = c->intake.nretry < SHAPING_RETRY_MAX ? c->intake.nretry : SHAPING_RETRY_MAX;
+    memcpy(b.retry_schedule_s, c->intake.retry_s, b.nretry * sizeof b.retry_schedule_s[0]);
+    b.max_age_s = c->max_age_s;
+    enum shaping_tls st;
+    if (shaping_tls_from_text(c->tls_policy, &st) == 0)
+        b.tls = st;
+    const struct smtp_timeouts *t = &c->timeouts_base;
+    b.timeouts = (struct shaping_timeouts){t->connect_ms, t->greeting_ms, t->ehlo_ms, t->starttls_ms,
+                                           t->auth_ms, t->mail_ms, t->rcpt_ms, t->data_ms,
+                                           t->data_block_ms, t->end_ms, t->rset_ms, t->quit_ms,
+                                           t->idle_ms};
+    if (shaping_set_base(*out, &b, "config") != 0) {
+        shaping_free(*out);
+        *out = NULL;
+        return cf__err(err, errlen, "shaping: the configuration's limits are out of range for shaping");
+    }
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "engine/dns/dns.h"
 #include "engine/intake/intake.h"
 #include "engine/smtp/smtp_session.h"
+#include "schedulers/shaping.h"
 
 #define CONFIG_MAX_ROUTES 256
 #define CONFIG_ERR_MAX 512
@@ -27,6 +28,8 @@ struct salvo_config {
     char *instance;
     char *prefix;
     char *events_file;
+    char *shaping_file;
+    struct smtp_timeouts timeouts_base; /* before timeout_scale (shaping rules scale theirs) */
     double timeout_scale;
     unsigned max_message_bytes;
     unsigned max_age_s;
@@ -52,6 +55,10 @@ int config_add_route(struct salvo_config *c, const char *spec, char *err, size_t
 int config_finish(struct salvo_config *c, char *err, size_t errlen);
 /* Applies SALVO_REDIS_URL and SALVO_INSTANCE when set (containers set these). */
 int config_apply_env(struct salvo_config *c, char *err, size_t errlen);
+/* Loads the shaping rules (shaping.file, or none) with this configuration as their base
+ * level. 0 with *out (shaping_free it), or -1 with err. */
+int config_load_shaping(const struct salvo_config *c, struct shaping_rules **out, char *err,
+                        size_t errlen);
 /* Prints every field with its default and description (for docs and --help). */
 void config_print_fields(void);
 

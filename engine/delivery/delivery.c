@@ -26,6 +26,16 @@ struct dlv_txn {
 
 enum dest_state { DEST_IDLE, DEST_RESOLVING, DEST_ACTIVE };
 
+/* What destinations sharing limits share: a provider (by rule) or an MX host set (rollup). */
+struct dlv_site {
+    char key[512];
+    struct dlv_site *hnext;
+    unsigned refs;                   /* destinations pointing here */
+    unsigned nconns;                 /* open connections, all its destinations together */
+    struct gcra msg[SHAPING_MSG_BUCKETS];
+    struct gcra conn;
+};
+
 struct dlv_conn;
 
 struct dlv_dest {
@@ -44,12 +54,21 @@ struct dlv_dest {
     struct smtp_outcome last_fail;   /* most recent host failure, for the queue if all fail */
     uint64_t retry_after_ms;         /* whole-destination backoff (monotonic) */
     uint64_t last_used_ms;           /* for freeing destinations nobody sends to any more */
+    bool shaped;                     /* lim/site resolved (after DNS) */
+    struct shaping_limits lim;
+    struct gcra_rate msg_rates[SHAPING_MSG_BUCKETS], conn_rate;
+    struct smtp_session_config scfg; /* session settings with this destination's timeouts */
+    enum tls_policy tls;
+    struct dlv_site *site;
+    uint64_t throttled_until_ms;     /* message rate exhausted for longer than we wait in memory */
+    struct ring_timer wake;          /* short waits for a rate token */
     struct smtp_conn_info last_conn;
 };
 
 struct dlv_conn {
     struct smtp_session s;
     struct dlv_dest *dest;
+    struct dlv_site *site;           /* the site this connection counts against */
     struct dlv_conn *next;
     unsigned host_idx, addr_idx;
     bool ready_once, plaintext_retry;
@@ -75,6 +94,7 @@ struct dlv {
     struct ring_defer done_defer;
     struct ring_timer sweep;
     unsigned ndests;
+    struct dlv_site *sites[DLV_BUCKETS];
     struct dlv_stats stats;
 };
 
@@ -82,6 +102,10 @@ struct dlv {
 #define DLV_DEST_IDLE_MS 60000
 
 static void dest__schedule(struct dlv_dest *dest);
+static void dlv__txn_finish(struct dlv *d, struct dlv_txn *t, const struct smtp_conn_info *ci);
+static void dest__hint(const struct dlv_dest *dest, struct dlv_rcpt *rc);
+static void dest__on_wake(struct ring_timer *t);
+static void dlv__site_put(struct dlv *d, struct dlv_site *x);
 
 void dlv_config_defaults(struct dlv_config *c)
 {
@@ -172,6 +196,7 @@ static void dlv__txn_finish(struct dlv *d, struct dlv_txn *t, const struct smtp_
     struct smtp_rcpt *r = t->t.rcpts;
     while (r) {
         struct smtp_rcpt *next = r->next;
+        dest__hint(t->dest, dlv__rcpt_of(r));
         dlv__finish_rcpt(d, dlv__rcpt_of(r), ci);
         r = next;
     }
@@ -225,6 +250,7 @@ static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len)
         return NULL;
     memcpy(x->domain, key, len + 1);
     x->d = d;
+    x->wake.on_fire = dest__on_wake;
     for (unsigned i = 0; i < d->cfg.nroutes; i++)
         if (strcasecmp(d->cfg.routes[i].domain, key) == 0)
             x->route = &d->cfg.routes[i];
@@ -246,9 +272,11 @@ static void dlv__on_sweep(struct ring_timer *t)
             struct dlv_dest *x = *pp;
             bool idle = x->queued == 0 && x->nconns == 0 && x->state != DEST_RESOLVING &&
                         !x->pump.queued && x->retry_after_ms <= now &&
+                        x->throttled_until_ms <= now && !ring_timer_armed(&x->wake) &&
                         x->last_used_ms + DLV_DEST_IDLE_MS <= now;
             if (idle) {
                 *pp = x->hnext;
+                dlv__site_put(d, x->site);
                 free(x->hosts);
                 free(x);
                 d->ndests--;
@@ -276,6 +304,158 @@ static void dlv__mark_tls_broken(struct dlv *d, const char *addr)
     b->until_ms = ring_now_ms(d->ring) + (uint64_t)d->cfg.tls_broken_ttl_s * 1000u;
 }
 
+/* ---------------------------------------------------------------- shaping */
+
+#define DLV_RATE_WAIT_MAX_MS 2000 /* longer waits for a rate token go back to the retry set */
+
+static struct dlv_site *dlv__site_get(struct dlv *d, const char *key)
+{
+    unsigned b = dlv__hash(key) % DLV_BUCKETS;
+    for (struct dlv_site *x = d->sites[b]; x; x = x->hnext)
+        if (strcmp(x->key, key) == 0) {
+            x->refs++;
+            return x;
+        }
+    struct dlv_site *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    snprintf(x->key, sizeof x->key, "%s", key);
+    x->refs = 1;
+    x->hnext = d->sites[b];
+    d->sites[b] = x;
+    return x;
+}
+
+static void dlv__site_put(struct dlv *d, struct dlv_site *x)
+{
+    if (!x || --x->refs > 0)
+        return;
+    for (struct dlv_site **pp = &d->sites[dlv__hash(x->key) % DLV_BUCKETS]; *pp; pp = &(*pp)->hnext)
+        if (*pp == x) {
+            *pp = x->hnext;
+            break;
+        }
+    free(x);
+}
+
+static void dlv__timeouts_from(struct smtp_timeouts *t, const struct shaping_timeouts *st, double scale)
+{
+    t->connect_ms = st->connect_ms;
+    t->greeting_ms = st->greeting_ms;
+    t->ehlo_ms = st->ehlo_ms;
+    t->starttls_ms = st->starttls_ms;
+    t->auth_ms = st->auth_ms;
+    t->mail_ms = st->mail_ms;
+    t->rcpt_ms = st->rcpt_ms;
+    t->data_ms = st->data_ms;
+    t->data_block_ms = st->data_block_ms;
+    t->end_ms = st->end_ms;
+    t->rset_ms = st->rset_ms;
+    t->quit_ms = st->quit_ms;
+    t->idle_ms = st->idle_ms;
+    if (scale > 0 && scale != 1.0)
+        smtp_timeouts_scale(t, scale);
+}
+
+/* Resolves the destination's limits (after DNS: MX host names select the provider) and
+ * attaches it to the site whose counters it shares. */
+static void dest__shape(struct dlv_dest *dest)
+{
+    struct dlv *d = dest->d;
+    const char *mx[DNS_MAX_HOSTS];
+    unsigned n = 0;
+    if (dest->hosts)
+        for (unsigned i = 0; i < dest->hosts->nhosts; i++)
+            mx[n++] = dest->hosts->hosts[i].name;
+    dest->scfg = d->cfg.session;
+    if (d->cfg.shaping) {
+        shaping_resolve(d->cfg.shaping, dest->domain, mx, n, NULL, &dest->lim, NULL);
+        dlv__timeouts_from(&dest->scfg.timeouts, &dest->lim.timeouts, d->cfg.timeout_scale);
+        static const enum tls_policy map[] = {
+            [SHAPING_TLS_DISABLED] = TLS_POLICY_DISABLED,
+            [SHAPING_TLS_OPPORTUNISTIC] = TLS_POLICY_OPPORTUNISTIC,
+            [SHAPING_TLS_REQUIRED] = TLS_POLICY_REQUIRED,
+            [SHAPING_TLS_VERIFY] = TLS_POLICY_VERIFY,
+        };
+        dest->tls = map[dest->lim.tls];
+    } else {
+        shaping_limits_builtin(&dest->lim);
+        dest->lim.max_connections = d->cfg.max_conns_per_dest;
+        dest->lim.max_msgs_per_connection = d->cfg.max_msgs_per_conn;
+        dest->lim.max_rcpts_per_txn = d->cfg.max_rcpts_per_txn;
+        dest->lim.nretry = 0;
+        dest->lim.max_age_s = 0;
+        dest->lim.max_msgs_per_second = dest->lim.max_msgs_per_minute = 0;
+        dest->lim.max_msgs_per_hour = dest->lim.max_new_connections_per_minute = 0;
+        dest->tls = d->cfg.tls_policy;
+    }
+    shaping_msg_rates(&dest->lim, dest->msg_rates);
+    shaping_conn_rate(&dest->lim, &dest->conn_rate);
+    char key[600];
+    const char *prov = d->cfg.shaping ? shaping_provider_of(d->cfg.shaping, dest->domain, mx, n) : NULL;
+    if (prov) {
+        snprintf(key, sizeof key, "provider:%s", prov);
+    } else {
+        /* MX rollup: domains with the same MX host set share one set of counters */
+        memcpy(key, "mx:", 3);
+        shaping_site_key(mx, n, key + 3, sizeof key - 3);
+        if (n == 0)
+            snprintf(key, sizeof key, "domain:%s", dest->domain);
+    }
+    if (!dest->site || strcmp(dest->site->key, key) != 0) {
+        struct dlv_site *old = dest->site;
+        dest->site = dlv__site_get(d, key);
+        dlv__site_put(d, old);
+    }
+    dest->shaped = true;
+}
+
+/* The destination's retry schedule and max age travel with each deferred recipient. */
+static void dest__hint(const struct dlv_dest *dest, struct dlv_rcpt *rc)
+{
+    if (!dest->shaped || !dest->d->cfg.shaping)
+        return;
+    rc->nretry = dest->lim.nretry;
+    memcpy(rc->retry_s, dest->lim.retry_schedule_s, sizeof rc->retry_s);
+    rc->max_age_s = dest->lim.max_age_s;
+}
+
+static uint64_t dlv__now_us(const struct dlv *d) { return ring_now_ms(d->ring) * 1000u; }
+
+static void dest__on_wake(struct ring_timer *t)
+{
+    struct dlv_dest *dest = (struct dlv_dest *)((char *)t - offsetof(struct dlv_dest, wake));
+    dest__schedule(dest);
+}
+
+/* The message rate is exhausted for a while: queued work goes back to the retry set with the
+ * time it may go, instead of holding memory (DESIGN §2). */
+static void dest__throttle(struct dlv_dest *dest, uint64_t wait_ms)
+{
+    struct dlv *d = dest->d;
+    dest->throttled_until_ms = ring_now_ms(d->ring) + wait_ms;
+    struct smtp_outcome o = {0};
+    o.phase = FAIL_PHASE_LOCAL;
+    o.transport = FAIL_T_LOCAL_TEMP;
+    snprintf(o.text, sizeof o.text, "destination %.255s throttled by its message rate limit; next slot in %llu ms",
+             dest->domain, (unsigned long long)wait_ms);
+    struct dlv_txn *t = dest->q_head;
+    dest->q_head = dest->q_tail = NULL;
+    dest->queued = 0;
+    while (t) {
+        struct dlv_txn *next = t->next;
+        for (struct smtp_rcpt *r = t->t.rcpts; r; r = r->next) {
+            struct dlv_rcpt *rc = (struct dlv_rcpt *)((char *)r - offsetof(struct dlv_rcpt, r));
+            r->outcome = o;
+            r->state = SMTP_RCPT_DONE;
+            rc->not_attempted = true;
+            rc->retry_after_ms = (unsigned)wait_ms;
+        }
+        dlv__txn_finish(d, t, NULL);
+        t = next;
+    }
+}
+
 static void dest__on_resolved(void *arg, const struct dns_result *res)
 {
     struct dlv_dest *dest = arg;
@@ -286,6 +466,7 @@ static void dest__on_resolved(void *arg, const struct dns_result *res)
             *dest->hosts = *res;
             dest->host_idx = dest->addr_idx = 0;
             dest->state = DEST_ACTIVE;
+            dest__shape(dest);
             dest__schedule(dest);
             return;
         }
@@ -386,10 +567,10 @@ static bool dest__connect(struct dlv_dest *dest)
         c->dest = dest;
         c->host_idx = dest->host_idx;
         c->addr_idx = dest->addr_idx;
-        smtp_session_init(&c->s, d->ring, &d->cfg.session, &conn__ops, c);
+        smtp_session_init(&c->s, d->ring, dest->shaped ? &dest->scfg : &d->cfg.session, &conn__ops, c);
         char addr[64];
         ring_addr_to_text((struct sockaddr *)&sa, addr, sizeof addr);
-        enum tls_policy pol = d->cfg.tls_policy;
+        enum tls_policy pol = dest->shaped ? dest->tls : d->cfg.tls_policy;
         if (pol == TLS_POLICY_OPPORTUNISTIC && dlv__tls_broken(d, addr)) {
             pol = TLS_POLICY_DISABLED;
             c->plaintext_retry = true;
@@ -415,6 +596,11 @@ static bool dest__connect(struct dlv_dest *dest)
         }
         d->stats.conns_opened++;
         d->nconns++;
+        c->site = dest->site;
+        if (c->site) {
+            c->site->refs++;
+            c->site->nconns++;
+        }
         c->next = dest->conns;
         dest->conns = c;
         dest->nconns++;
@@ -452,9 +638,23 @@ static void conn__give_work(struct dlv_conn *c)
     struct dlv *d = dest->d;
     if (!smtp_session_ready(&c->s))
         return;
-    if (c->msgs >= d->cfg.max_msgs_per_conn || d->shutting_down) {
+    unsigned max_msgs = dest->shaped ? dest->lim.max_msgs_per_connection : d->cfg.max_msgs_per_conn;
+    if (c->msgs >= max_msgs || d->shutting_down) {
         smtp_session_quit(&c->s);
         return;
+    }
+    if (!dest->q_head)
+        return;
+    if (dest->shaped && dest->site) {
+        uint64_t ra_us = 0;
+        if (!gcra_take_all(dest->site->msg, dest->msg_rates, SHAPING_MSG_BUCKETS, dlv__now_us(d), 1, &ra_us)) {
+            uint64_t ra_ms = ra_us / 1000 + 1;
+            if (ra_ms <= DLV_RATE_WAIT_MAX_MS)
+                ring_timer_arm(d->ring, &dest->wake, ra_ms);
+            else
+                dest__throttle(dest, ra_ms);
+            return;
+        }
     }
     struct dlv_txn *t = dest__pop(dest);
     if (!t)
@@ -487,7 +687,16 @@ static void dest__pump_now(struct ring_defer *df)
         return;
     for (struct dlv_conn *c = dest->conns; c && dest->queued; c = c->next)
         conn__give_work(c);
-    while (dest->queued > dest->nconnecting && dest->nconns < d->cfg.max_conns_per_dest) {
+    unsigned max_conns = dest->shaped ? dest->lim.max_connections : d->cfg.max_conns_per_dest;
+    while (dest->queued > dest->nconnecting &&
+           (dest->site ? dest->site->nconns : dest->nconns) < max_conns) {
+        if (dest->shaped && dest->site && dest->conn_rate.emission_us) {
+            uint64_t ra_us = 0;
+            if (!gcra_take(&dest->site->conn, &dest->conn_rate, dlv__now_us(d), 1, &ra_us)) {
+                ring_timer_arm(d->ring, &dest->wake, ra_us / 1000 + 1);
+                break;
+            }
+        }
         if (!dest__connect(dest))
             break;
     }
@@ -517,8 +726,9 @@ static void conn__on_txn_done(struct smtp_session *s, struct smtp_txn *txn)
     struct dlv_conn *c = s->owner;
     struct dlv_txn *t = (struct dlv_txn *)((char *)txn - offsetof(struct dlv_txn, t));
     c->msgs++;
-    dlv__txn_finish(c->dest->d, t, &txn->conn);
-    if (c->msgs >= c->dest->d->cfg.max_msgs_per_conn)
+    struct dlv_dest *dest = c->dest;
+    dlv__txn_finish(dest->d, t, &txn->conn);
+    if (c->msgs >= (dest->shaped ? dest->lim.max_msgs_per_connection : dest->d->cfg.max_msgs_per_conn))
         smtp_session_quit(s);
 }
 
@@ -534,6 +744,11 @@ static void conn__on_closed(struct smtp_session *s)
         }
     dest->nconns--;
     d->nconns--;
+    if (c->site) {
+        c->site->nconns--;
+        dlv__site_put(d, c->site);
+        c->site = NULL;
+    }
     if (!c->ready_once) {
         dest->nconnecting--;
         d->stats.conn_failures++;
@@ -600,13 +815,22 @@ void dlv_destroy(struct dlv *d)
     if (!d)
         return;
     ring_timer_cancel(d->ring, &d->sweep);
+    ring_defer_cancel(d->ring, &d->done_defer);
     for (unsigned b = 0; b < DLV_BUCKETS; b++) {
         struct dlv_dest *x = d->buckets[b];
         while (x) {
             struct dlv_dest *n = x->hnext;
+            ring_timer_cancel(d->ring, &x->wake);
+            ring_defer_cancel(d->ring, &x->pump);
             free(x->hosts);
             free(x);
             x = n;
+        }
+        struct dlv_site *st = d->sites[b];
+        while (st) {
+            struct dlv_site *n = st->hnext;
+            free(st);
+            st = n;
         }
     }
     free(d->txns);
@@ -640,6 +864,9 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
     for (unsigned i = 0; i < m->nrcpts; i++) {
         m->rcpts[i].msg = m;
         m->rcpts[i].not_attempted = false;
+        m->rcpts[i].retry_after_ms = 0;
+        m->rcpts[i].nretry = 0;
+        m->rcpts[i].max_age_s = 0;
         m->rcpts[i].r.state = SMTP_RCPT_PENDING;
         m->rcpts[i].r.next = NULL;
         memset(&m->rcpts[i].conn, 0, sizeof m->rcpts[i].conn);
@@ -670,6 +897,10 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             snprintf(why, sizeof why, "destination %.255s is backing off after: %.600s", dest->domain,
                      dest->last_fail.text);
             refuse = why;
+        } else if (dest->throttled_until_ms > ring_now_ms(d->ring)) {
+            snprintf(why, sizeof why, "destination %.255s throttled by its message rate limit",
+                     dest->domain);
+            refuse = why;
         } else if (dest->queued >= d->cfg.max_queued_per_dest) {
             snprintf(why, sizeof why, "destination %s busy: %u transactions queued", dest->domain,
                      dest->queued);
@@ -690,6 +921,11 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
                 snprintf(o->r.outcome.text, sizeof o->r.outcome.text, "%s", refuse);
                 o->r.state = SMTP_RCPT_DONE;
                 o->not_attempted = true;
+                uint64_t until = dest->throttled_until_ms > dest->retry_after_ms ? dest->throttled_until_ms
+                                                                                 : dest->retry_after_ms;
+                uint64_t nowm = ring_now_ms(d->ring);
+                o->retry_after_ms = until > nowm ? (unsigned)(until - nowm) : 0;
+                dest__hint(dest, o);
                 dlv__finish_rcpt(d, o, dest->retry_after_ms ? &dest->last_conn : NULL);
             }
             continue;
@@ -707,7 +943,8 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
         rc->r.state = SMTP_RCPT_ACCEPTED; /* marks "grouped" until the session resets it */
         struct smtp_rcpt *tail = &rc->r;
         unsigned n = 1;
-        for (unsigned j = i + 1; j < m->nrcpts && n < d->cfg.max_rcpts_per_txn; j++) {
+        unsigned max_rcpts = dest->shaped ? dest->lim.max_rcpts_per_txn : d->cfg.max_rcpts_per_txn;
+        for (unsigned j = i + 1; j < m->nrcpts && n < max_rcpts; j++) {
             struct dlv_rcpt *o = &m->rcpts[j];
             size_t ol;
             const char *od;
@@ -742,5 +979,14 @@ void dlv_shutdown(struct dlv *d)
 }
 
 unsigned dlv_open_conns(const struct dlv *d) { return d->nconns; }
+
+void dlv_set_shaping(struct dlv *d, const struct shaping_rules *rules)
+{
+    d->cfg.shaping = rules;
+    for (unsigned b = 0; b < DLV_BUCKETS; b++)
+        for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
+            if (x->shaped)
+                dest__shape(x);
+}
 
 void dlv_get_stats(const struct dlv *d, struct dlv_stats *out) { *out = d->stats; }

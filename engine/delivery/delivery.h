@@ -17,6 +17,7 @@
 #include "engine/ring/ring.h"
 #include "engine/smtp/smtp_session.h"
 #include "schedulers/failure_policy.h"
+#include "schedulers/shaping.h"
 
 struct dlv_route {
     char domain[DNS_NAME_MAX];   /* lowercase */
@@ -42,6 +43,10 @@ struct dlv_config {
                                         is deferred without connecting this long (default 30) */
     const struct dlv_route *routes;
     unsigned nroutes;
+    /* Traffic shaping (schedulers/shaping.h): per-destination limits with the configuration
+     * above as their base level. NULL: the configuration alone, no rate limits. */
+    const struct shaping_rules *shaping;
+    double timeout_scale;            /* applied to timeouts that come from shaping rules */
 };
 void dlv_config_defaults(struct dlv_config *c);
 
@@ -55,8 +60,12 @@ struct dlv_rcpt {
     struct smtp_conn_info conn;      /* out: where the attempt went */
     struct fail_verdict verdict;     /* out: meaningful unless delivered */
     enum dlv_status status;          /* out */
-    bool not_attempted;              /* out: deferred by scheduling (destination busy or
-                                        backing off), no delivery attempt was made */
+    bool not_attempted;              /* out: deferred by scheduling (destination busy,
+                                        throttled or backing off), no attempt was made */
+    unsigned retry_after_ms;         /* out, not_attempted: when it may go (0 = unknown) */
+    unsigned nretry;                 /* out: the destination's retry schedule, when known */
+    unsigned retry_s[SHAPING_RETRY_MAX];
+    unsigned max_age_s;              /* out: the destination's max age (0 = unknown) */
     struct dlv_msg *msg;             /* internal */
 };
 
@@ -86,6 +95,9 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m);
 void dlv_shutdown(struct dlv *d);
 /* Open SMTP connections. */
 unsigned dlv_open_conns(const struct dlv *d);
+/* New shaping rules (SIGHUP): limits of every known destination are resolved again; open
+ * connections stay. The caller keeps rules alive until the next call or dlv_destroy. */
+void dlv_set_shaping(struct dlv *d, const struct shaping_rules *rules);
 
 struct dlv_stats {
     uint64_t conns_opened, conn_failures, tls_fallbacks, txns;

@@ -339,8 +339,19 @@ static void intake__settle_attempt(struct dlv_msg *dm)
     /* Recipients deferred by scheduling (destination busy or backing off) were not attempted:
      * when nobody was attempted the message just waits, without using up an attempt. */
     bool any_attempted = false;
-    for (unsigned i = 0; i < dm->nrcpts; i++)
-        any_attempted |= !dm->rcpts[i].not_attempted;
+    unsigned wait_ms = 0;                    /* longest "may go in" among the unattempted */
+    const struct dlv_rcpt *hint = NULL;      /* a destination's retry schedule / max age */
+    for (unsigned i = 0; i < dm->nrcpts; i++) {
+        const struct dlv_rcpt *r = &dm->rcpts[i];
+        any_attempted |= !r->not_attempted;
+        if (r->not_attempted && r->retry_after_ms > wait_ms)
+            wait_ms = r->retry_after_ms;
+        if (r->status == DLV_DEFERRED && r->nretry && !hint)
+            hint = r;
+    }
+    if (hint && hint->max_age_s && !im->job.max_age_ms && !im->job.expires_at_ms &&
+        !(im->campaign && build_campaign_max_age_ms(im->campaign)))
+        im->deadline_ms = im->created_ms + (int64_t)hint->max_age_s * 1000;
     if (!any_attempted)
         attempt = im->job.attempt;
     unsigned max_attempts = im->job.max_attempts ? im->job.max_attempts
@@ -348,8 +359,19 @@ static void intake__settle_attempt(struct dlv_msg *dm)
                                 ? build_campaign_max_attempts(im->campaign)
                                 : in->cfg.max_attempts;
     bool expire = (any_attempted && attempt >= max_attempts) || now >= im->deadline_ms;
-    int64_t due = any_attempted ? now + (int64_t)intake__retry_delay_s(in, im->job.attempt) * 1000
-                                : now + in->cfg.busy_retry_ms;
+    int64_t due;
+    if (!any_attempted) {
+        due = now + (wait_ms ? wait_ms : in->cfg.busy_retry_ms);
+    } else if (hint) {
+        /* the destination's own schedule (shaping rules) */
+        unsigned idx = im->job.attempt < hint->nretry ? im->job.attempt : hint->nretry - 1;
+        double dly = hint->retry_s[idx];
+        if (in->cfg.retry_jitter > 0)
+            dly += dly * in->cfg.retry_jitter * ((double)rand() / RAND_MAX * 2 - 1);
+        due = now + (int64_t)(dly < 1 ? 1000 : dly * 1000);
+    } else {
+        due = now + (int64_t)intake__retry_delay_s(in, im->job.attempt) * 1000;
+    }
     if (!expire && due >= im->deadline_ms) {
         /* one last try shortly before the deadline, if there is still time for one */
         if (im->deadline_ms - 1000 > now + 100)
@@ -412,7 +434,6 @@ static void intake__release(struct imsg *im)
         in->in_mem_tx--;
     im->next = in->free_slots;
     in->free_slots = im;
-    in->resume_defer.fn = NULL;
 }
 
 static void intake__on_resume(struct ring_defer *d)
@@ -1232,6 +1253,8 @@ void intake_destroy(struct intake *in)
     }
     rds_destroy(in->rd);
     rds_destroy(in->cmd);
+    ring_defer_cancel(in->ring, &in->flush_defer);
+    ring_defer_cancel(in->ring, &in->resume_defer);
     if (in->events)
         fclose(in->events);
     for (unsigned i = 0; i < in->cfg.max_in_memory; i++) {

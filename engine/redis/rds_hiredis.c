@@ -500,6 +500,7 @@ void rds_destroy(struct rds *r)
     /* the socket's CLOSED event must arrive before the memory goes */
     for (int i = 0; i < 100 && r->sock_open; i++)
         ring_run_once(r->ring, 10);
+    ring_defer_cancel(r->ring, &r->flush);
     if (r->reader)
         redisReaderFree(r->reader);
     buf_fini(&r->out);

@@ -168,6 +168,26 @@ void ring_defer(struct ring *r, struct ring_defer *d)
     r->defer_tail = d;
 }
 
+void ring_defer_cancel(struct ring *r, struct ring_defer *d)
+{
+    if (!d->queued)
+        return;
+    struct ring_defer *prev = NULL;
+    for (struct ring_defer *x = r->defer_head; x; prev = x, x = x->next) {
+        if (x != d)
+            continue;
+        if (prev)
+            prev->next = x->next;
+        else
+            r->defer_head = x->next;
+        if (r->defer_tail == x)
+            r->defer_tail = prev;
+        break;
+    }
+    d->queued = false;
+    d->next = NULL;
+}
+
 static void ring__run_deferred(struct ring *r)
 {
     /* Only what was queued before this point runs now; the rest waits for the next turn so a

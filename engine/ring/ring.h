@@ -44,6 +44,8 @@ struct ring_defer {
 };
 /* Queues d once (a second call before it runs is a no-op). */
 void ring_defer(struct ring *r, struct ring_defer *d);
+/* Removes d if queued: an owner calls this before freeing the memory d lives in. */
+void ring_defer_cancel(struct ring *r, struct ring_defer *d);
 
 /* ---- fd readiness polling (multishot; for c-ares sockets, eventfds) ---- */
 struct ring_poll {

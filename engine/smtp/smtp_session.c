@@ -1107,6 +1107,10 @@ void smtp_session_abort(struct smtp_session *s, const char *why)
 
 void smtp_session_fini(struct smtp_session *s)
 {
+    if (s->ring) {
+        ring_defer_cancel(s->ring, &s->local_defer);
+        ring_timer_cancel(s->ring, &s->timer);
+    }
     if (s->tls)
         tls_conn_destroy(s->tls);
     s->tls = NULL;

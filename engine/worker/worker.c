@@ -27,6 +27,11 @@ int worker_init(struct worker *w, struct salvo_config *cfg, char *err, size_t er
         }
         cfg->dlv.session.tls_ctx = w->tls;
     }
+    if (config_load_shaping(cfg, &w->shaping, err, errlen) != 0) {
+        worker_fini(w);
+        return -1;
+    }
+    cfg->dlv.shaping = w->shaping;
     if (dlv_create(&w->dlv, w->ring, w->dns, &cfg->dlv) != 0) {
         snprintf(err, errlen, "cannot create the delivery layer");
         worker_fini(w);
@@ -41,8 +46,25 @@ void worker_fini(struct worker *w)
     dns_destroy(w->dns);
     if (w->tls)
         tls_ctx_destroy(w->tls);
+    /* the resolver's stopped polls need a turn or two before the ring may go */
+    for (int i = 0; i < 20 && w->ring && ring_pending(w->ring) > 0; i++)
+        ring_run_once(w->ring, 5);
     ring_destroy(w->ring);
+    if (w->shaping)
+        shaping_free(w->shaping);
     memset(w, 0, sizeof *w);
+}
+
+int worker_reload_shaping(struct worker *w, const struct salvo_config *cfg, char *err, size_t errlen)
+{
+    struct shaping_rules *r = NULL;
+    if (config_load_shaping(cfg, &r, err, errlen) != 0)
+        return -1;
+    dlv_set_shaping(w->dlv, r);
+    if (w->shaping)
+        shaping_free(w->shaping);
+    w->shaping = r;
+    return 0;
 }
 
 void worker_drain(struct worker *w, unsigned max_wait_ms)

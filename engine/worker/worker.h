@@ -17,7 +17,10 @@ struct worker {
     struct dns *dns;
     struct tls_ctx *tls;
     struct dlv *dlv;
+    struct shaping_rules *shaping;
 };
+/* Loads the shaping rules again (SIGHUP); on error the old ones stay. 0 or -1 with err. */
+int worker_reload_shaping(struct worker *w, const struct salvo_config *cfg, char *err, size_t errlen);
 
 /* cfg must have been through config_finish() and outlive the worker. */
 int worker_init(struct worker *w, struct salvo_config *cfg, char *err, size_t errlen);

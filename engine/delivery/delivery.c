@@ -34,6 +34,7 @@ struct dlv_site {
     unsigned nconns;                 /* open connections, all its destinations together */
     struct gcra msg[SHAPING_MSG_BUCKETS];
     struct gcra conn;
+    struct dlv_dest *waiters;        /* destinations blocked by its connection limit */
 };
 
 struct dlv_conn;
@@ -62,6 +63,8 @@ struct dlv_dest {
     struct dlv_site *site;
     uint64_t throttled_until_ms;     /* message rate exhausted for longer than we wait in memory */
     struct ring_timer wake;          /* short waits for a rate token */
+    bool site_waiting;               /* on site->waiters */
+    struct dlv_dest *site_wait_next;
     struct smtp_conn_info last_conn;
 };
 
@@ -274,6 +277,8 @@ static void dlv__on_sweep(struct ring_timer *t)
                         !x->pump.queued && x->retry_after_ms <= now &&
                         x->throttled_until_ms <= now && !ring_timer_armed(&x->wake) &&
                         x->last_used_ms + DLV_DEST_IDLE_MS <= now;
+            if (idle && x->site_waiting)
+                idle = false; /* still linked from its site */
             if (idle) {
                 *pp = x->hnext;
                 dlv__site_put(d, x->site);
@@ -336,6 +341,20 @@ static void dlv__site_put(struct dlv *d, struct dlv_site *x)
             break;
         }
     free(x);
+}
+
+/* A connection slot of the site opened up: every destination that waited for one tries. */
+static void dlv__site_wake(struct dlv_site *x)
+{
+    struct dlv_dest *w = x->waiters;
+    x->waiters = NULL;
+    while (w) {
+        struct dlv_dest *n = w->site_wait_next;
+        w->site_waiting = false;
+        w->site_wait_next = NULL;
+        dest__schedule(w);
+        w = n;
+    }
 }
 
 static void dlv__timeouts_from(struct smtp_timeouts *t, const struct shaping_timeouts *st, double scale)
@@ -404,6 +423,15 @@ static void dest__shape(struct dlv_dest *dest)
     }
     if (!dest->site || strcmp(dest->site->key, key) != 0) {
         struct dlv_site *old = dest->site;
+        if (old && dest->site_waiting) {
+            for (struct dlv_dest **pp = &old->waiters; *pp; pp = &(*pp)->site_wait_next)
+                if (*pp == dest) {
+                    *pp = dest->site_wait_next;
+                    break;
+                }
+            dest->site_waiting = false;
+            dest->site_wait_next = NULL;
+        }
         dest->site = dlv__site_get(d, key);
         dlv__site_put(d, old);
     }
@@ -688,6 +716,13 @@ static void dest__pump_now(struct ring_defer *df)
     for (struct dlv_conn *c = dest->conns; c && dest->queued; c = c->next)
         conn__give_work(c);
     unsigned max_conns = dest->shaped ? dest->lim.max_connections : d->cfg.max_conns_per_dest;
+    if (dest->site && dest->queued > dest->nconnecting && dest->site->nconns >= max_conns &&
+        !dest->site_waiting) {
+        /* the site's connections are all taken (possibly by other domains of it) */
+        dest->site_waiting = true;
+        dest->site_wait_next = dest->site->waiters;
+        dest->site->waiters = dest;
+    }
     while (dest->queued > dest->nconnecting &&
            (dest->site ? dest->site->nconns : dest->nconns) < max_conns) {
         if (dest->shaped && dest->site && dest->conn_rate.emission_us) {
@@ -718,6 +753,9 @@ static void conn__on_ready(struct smtp_session *s)
         c->dest->nconnecting--;
     }
     conn__give_work(c);
+    /* nothing for it here while other domains of the site wait for a slot: give it up */
+    if (smtp_session_ready(s) && !c->s.txn && c->site && c->site->waiters)
+        smtp_session_quit(s);
     dest__schedule(c->dest);
 }
 
@@ -746,6 +784,7 @@ static void conn__on_closed(struct smtp_session *s)
     d->nconns--;
     if (c->site) {
         c->site->nconns--;
+        dlv__site_wake(c->site);
         dlv__site_put(d, c->site);
         c->site = NULL;
     }

@@ -67,7 +67,8 @@ struct intake {
     unsigned in_mem, in_mem_tx;
     bool reading, stopping, scripts_loaded, groups_ready;
     bool read_tx_only, unblock_sent;
-    unsigned read_streams;            /* bit per stream in the read in flight */  /* the read in flight blocks on the tx stream alone */
+    unsigned read_streams;            /* bit per stream in the read in flight */
+    unsigned read_history;            /* bit per stream read from its history (not ">") */  /* the read in flight blocks on the tx stream alone */
     long long rd_client_id;           /* to wake that read when bulk room opens */
     unsigned scripts_pending;
     bool history[2];
@@ -358,7 +359,8 @@ static void intake__settle_attempt(struct dlv_msg *dm)
                             : (im->campaign && build_campaign_max_attempts(im->campaign))
                                 ? build_campaign_max_attempts(im->campaign)
                                 : in->cfg.max_attempts;
-    bool expire = (any_attempted && attempt >= max_attempts) || now >= im->deadline_ms;
+    bool by_attempts = any_attempted && attempt >= max_attempts;
+    bool expire = by_attempts || now >= im->deadline_ms;
     int64_t due;
     if (!any_attempted) {
         due = now + (wait_ms ? wait_ms : in->cfg.busy_retry_ms);
@@ -397,7 +399,7 @@ static void intake__settle_attempt(struct dlv_msg *dm)
             if (expire) {
                 ev.type = EVENT_EXPIRED;
                 ev.reason = "expired";
-                ev.detail = now >= im->deadline_ms ? "maximum age reached" : "maximum attempts reached";
+                ev.detail = by_attempts ? "maximum attempts reached" : "maximum age reached";
             } else {
                 ev.type = EVENT_DEFERRED;
                 ev.next_attempt_ms = due;
@@ -841,7 +843,7 @@ static void intake__on_read(struct rds *r, const struct rds_reply *reply, void *
                 if (fl == 3 && memcmp(fn, "job", 3) == 0)
                     payload = rds_reply_str(rds_reply_elem(fields, f + 1), &pl);
             }
-            if (in->history[stream]) {
+            if (in->read_history & (1u << stream)) {
                 snprintf(in->hist_cursor[stream], sizeof in->hist_cursor[stream], "%.*s", (int)idl, id);
                 if (intake__in_memory_has(in, stream, id, idl))
                     continue; /* already working on it: the history replays all we own */
@@ -857,7 +859,7 @@ static void intake__on_read(struct rds *r, const struct rds_reply *reply, void *
         }
     }
     for (int s = 0; s < 2; s++)
-        if (in->history[s] && !got[s] && in->read_streams & (1u << s)) {
+        if (in->history[s] && !got[s] && in->read_history & (1u << s)) {
             in->history[s] = false; /* our own pending backlog is drained */
             snprintf(in->hist_cursor[s], sizeof in->hist_cursor[s], "0");
         }
@@ -928,6 +930,7 @@ static void intake__read(struct intake *in)
     if (want_bulk)
         av[n++] = in->history[1] ? in->hist_cursor[1] : ">";
     in->read_streams = (want_tx ? 1u : 0u) | (want_bulk ? 2u : 0u);
+    in->read_history = (want_tx && in->history[0] ? 1u : 0u) | (want_bulk && in->history[1] ? 2u : 0u);
     /* while one stream replays history the other waits, so the read never blocks on it */
     if (history && want_tx && want_bulk && in->history[0] != in->history[1]) {
         n = 0;
@@ -936,7 +939,7 @@ static void intake__read(struct intake *in)
         int s = in->history[0] ? K_TX : K_BULK;
         av[n++] = in->keys[s];
         av[n++] = in->hist_cursor[s];
-        in->read_streams = 1u << s;
+        in->read_streams = in->read_history = 1u << s;
     }
     if (rds_commandv(in->rd, intake__on_read, in, n, av) == 0) {
         in->reading = true;

@@ -91,6 +91,7 @@ static void intake__schedule_flush(struct intake *in);
 static void intake__proceed(struct imsg *im);
 static void intake__submit(struct imsg *im);
 static void intake__check_idem(struct imsg *im);
+static void intake__release(struct imsg *im);
 
 void intake_config_defaults(struct intake_config *c)
 {
@@ -705,6 +706,48 @@ static void intake__on_idem(struct rds *r, const struct rds_reply *reply, void *
 }
 
 /* A freshly read entry: parse, then check idempotency, campaign, timing. */
+static void intake__admit(struct imsg *im, bool has_payload);
+
+static void intake__on_still_pending(struct rds *r, const struct rds_reply *reply, void *arg)
+{
+    (void)r;
+    struct imsg *im = arg;
+    if (reply && rds_reply_type(reply) == RDS_ARRAY && rds_reply_len(reply) == 1) {
+        im->in->stats.read++;
+        intake__admit(im, true);
+        return;
+    }
+    /* settled meanwhile (or unknown): it must not be delivered again */
+    buf_clear(&im->raw);
+    intake__release(im);
+}
+
+/* An entry read from our own pending history: the read may have crossed a settle of the same
+ * entry on the other connection, so confirm it is still ours and pending first. */
+static void intake__accept_history(struct intake *in, int stream, const char *id, size_t idlen,
+                                   const char *payload, size_t plen)
+{
+    struct imsg *im = in->free_slots;
+    in->free_slots = im->next;
+    im->next = NULL;
+    in->in_mem++;
+    if (stream == K_TX)
+        in->in_mem_tx++;
+    im->state = IM_READ;
+    im->stream = stream;
+    snprintf(im->entry_id, sizeof im->entry_id, "%.*s", (int)idlen, id);
+    buf_clear(&im->raw);
+    if (!payload || buf_append(&im->raw, payload, plen) != 0) {
+        in->stats.read++;
+        intake__admit(im, false);
+        return;
+    }
+    const char *av[] = {"XPENDING", in->keys[stream], "salvo", im->entry_id, im->entry_id, "1",
+                        in->cfg.instance};
+    if (rds_commandv(in->cmd, intake__on_still_pending, im, 7, av) != 0)
+        intake__release(im); /* stays pending in Redis: read again later */
+}
+
 static void intake__accept(struct intake *in, int stream, const char *id, size_t idlen,
                            const char *payload, size_t plen)
 {
@@ -719,16 +762,24 @@ static void intake__accept(struct intake *in, int stream, const char *id, size_t
     im->stream = stream;
     snprintf(im->entry_id, sizeof im->entry_id, "%.*s", (int)idlen, id);
     buf_clear(&im->raw);
+    bool ok = payload && buf_append(&im->raw, payload, plen) == 0;
+    if (!payload)
+        intake__admit(im, false);
+    else if (!ok)
+        intake__reject(im, "oversized", "job larger than the intake buffer", true);
+    else
+        intake__admit(im, true);
+}
+
+/* The raw job is in im->raw: parse, then check idempotency, campaign, timing. */
+static void intake__admit(struct imsg *im, bool has_payload)
+{
+    struct intake *in = im->in;
     buf_clear(&im->body);
     im->deadline_ms = 0;
     im->dm = (struct dlv_msg){0};
-    if (!payload) {
-        buf_append(&im->raw, "", 0);
+    if (!has_payload) {
         intake__reject(im, "missing_field", "stream entry has no 'job' field", true);
-        return;
-    }
-    if (buf_append(&im->raw, payload, plen) != 0) {
-        intake__reject(im, "oversized", "job larger than the intake buffer", true);
         return;
     }
     struct job_error je = {0};
@@ -855,7 +906,10 @@ static void intake__on_read(struct rds *r, const struct rds_reply *reply, void *
                 in->hist_cursor[stream][1] = '\0';
                 continue;
             }
-            intake__accept(in, stream, id, idl, payload, pl);
+            if (in->read_history & (1u << stream))
+                intake__accept_history(in, stream, id, idl, payload, pl);
+            else
+                intake__accept(in, stream, id, idl, payload, pl);
         }
     }
     for (int s = 0; s < 2; s++)

@@ -155,6 +155,10 @@ int cmd_run(int argc, char **argv)
     /* each in-memory message can need one transaction per recipient domain */
     if (cfg.dlv.max_txns < cfg.intake.max_in_memory * 2)
         cfg.dlv.max_txns = cfg.intake.max_in_memory * 2;
+    /* one slow destination may not fill the memory budget: beyond a quarter of it (or what it
+     * sends in a few seconds, if more), its messages wait in the retry set */
+    if (cfg.dlv.max_queued_per_dest > cfg.intake.max_in_memory / 4)
+        cfg.dlv.max_queued_per_dest = cfg.intake.max_in_memory / 4 ? cfg.intake.max_in_memory / 4 : 1;
 
     struct worker w;
     if (worker_init(&w, &cfg, err, sizeof err) != 0) {

@@ -52,7 +52,7 @@ static const struct cf_field cf__fields[] = {
     F("retry.max_attempts", CF_UINT, intake.max_attempts, 1, 1000, "attempts before a message expires (default 30)"),
     F("retry.max_age_s", CF_UINT, max_age_s, 1, 31536000, "age at which a message expires (default 259200 = 3 days)"),
     F("intake.busy_retry_ms", CF_UINT, intake.busy_retry_ms, 10, 3600000, "a message its destination cannot take now (busy or backing off) waits this long, no attempt used (default 5000)"),
-    F("delivery.max_queued_per_dest", CF_UINT, dlv.max_queued_per_dest, 1, 1000000, "transactions waiting at one destination before new ones are pushed back to the retry set (default 1000)"),
+    F("delivery.max_queued_per_dest", CF_UINT, dlv.max_queued_per_dest, 1, 1000000, "transactions waiting at one destination before new ones are pushed back to the retry set, unless it sends more than that in 5 s; salvo run caps it at a quarter of intake.max_in_memory (default 1000)"),
     F("delivery.dest_retry_s", CF_UINT, dlv.dest_retry_s, 0, 86400, "after every host of a destination failed temporarily, new mail for it waits this long without connecting (default 30)"),
     F("idempotency.ttl_s", CF_UINT, intake.idempotency_ttl_s, 1, 31536000, "how long an idempotency key is remembered (default 86400)"),
     F("limits.max_job_bytes", CF_SIZE, intake.job_limits.max_job_bytes, 1024, 1073741824, "largest job accepted (default 10485760)"),

@@ -64,6 +64,9 @@ struct dlv_dest {
     uint64_t throttled_until_ms;     /* message rate exhausted for longer than we wait in memory */
     struct ring_timer wake;          /* short waits for a rate token */
     bool site_waiting;               /* on site->waiters */
+    double rate;                     /* transactions finished per second (smoothed) */
+    uint64_t win_start_ms;
+    unsigned win_count;
     struct dlv_dest *site_wait_next;
     struct smtp_conn_info last_conn;
 };
@@ -102,6 +105,9 @@ struct dlv {
 };
 
 #define DLV_SWEEP_MS 30000
+/* A destination may queue what it sends in this many seconds, and at least
+ * max_queued_per_dest transactions; more waits in the retry set (head-of-line protection). */
+#define DLV_QUEUE_SECONDS 5
 #define DLV_DEST_IDLE_MS 60000
 
 static void dest__schedule(struct dlv_dest *dest);
@@ -196,6 +202,19 @@ static void dlv__txn_release(struct dlv *d, struct dlv_txn *t)
 static void dlv__txn_finish(struct dlv *d, struct dlv_txn *t, const struct smtp_conn_info *ci)
 {
     d->stats.txns++;
+    struct dlv_dest *dest = t->dest;
+    if (dest) { /* throughput estimate: how much queue this destination can use */
+        uint64_t now = ring_now_ms(d->ring);
+        dest->win_count++;
+        if (!dest->win_start_ms)
+            dest->win_start_ms = now;
+        if (now - dest->win_start_ms >= 1000) {
+            double inst = dest->win_count * 1000.0 / (double)(now - dest->win_start_ms);
+            dest->rate = dest->rate > 0 ? 0.7 * dest->rate + 0.3 * inst : inst;
+            dest->win_start_ms = now;
+            dest->win_count = 0;
+        }
+    }
     struct smtp_rcpt *r = t->t.rcpts;
     while (r) {
         struct smtp_rcpt *next = r->next;
@@ -940,7 +959,8 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             snprintf(why, sizeof why, "destination %.255s throttled by its message rate limit",
                      dest->domain);
             refuse = why;
-        } else if (dest->queued >= d->cfg.max_queued_per_dest) {
+        } else if (dest->queued >= d->cfg.max_queued_per_dest &&
+                   dest->queued >= (unsigned)(dest->rate * DLV_QUEUE_SECONDS)) {
             snprintf(why, sizeof why, "destination %s busy: %u transactions queued", dest->domain,
                      dest->queued);
             refuse = why;
@@ -1018,6 +1038,15 @@ void dlv_shutdown(struct dlv *d)
 }
 
 unsigned dlv_open_conns(const struct dlv *d) { return d->nconns; }
+
+void dlv_abort_all(struct dlv *d)
+{
+    d->shutting_down = true;
+    for (unsigned b = 0; b < DLV_BUCKETS; b++)
+        for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
+            for (struct dlv_conn *c = x->conns; c; c = c->next)
+                smtp_session_abort(&c->s, "shutting down");
+}
 
 void dlv_set_shaping(struct dlv *d, const struct shaping_rules *rules)
 {

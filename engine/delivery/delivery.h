@@ -93,6 +93,8 @@ void dlv_destroy(struct dlv *d);
 int dlv_submit(struct dlv *d, struct dlv_msg *m);
 /* Sends QUIT on every idle connection and stops keeping connections open. */
 void dlv_shutdown(struct dlv *d);
+/* Closes every connection now; running transactions end as temporary failures. */
+void dlv_abort_all(struct dlv *d);
 /* Open SMTP connections. */
 unsigned dlv_open_conns(const struct dlv *d);
 /* New shaping rules (SIGHUP): limits of every known destination are resolved again; open

@@ -73,4 +73,9 @@ void worker_drain(struct worker *w, unsigned max_wait_ms)
     uint64_t end = ring_now_ms(w->ring) + max_wait_ms;
     while (dlv_open_conns(w->dlv) > 0 && ring_now_ms(w->ring) < end)
         ring_run_once(w->ring, 50);
+    /* whatever is still talking is cut: sessions must not outlive the delivery layer */
+    dlv_abort_all(w->dlv);
+    end = ring_now_ms(w->ring) + 2000;
+    while (dlv_open_conns(w->dlv) > 0 && ring_now_ms(w->ring) < end)
+        ring_run_once(w->ring, 50);
 }

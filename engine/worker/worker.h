@@ -25,8 +25,8 @@ int worker_reload_shaping(struct worker *w, const struct salvo_config *cfg, char
 /* cfg must have been through config_finish() and outlive the worker. */
 int worker_init(struct worker *w, struct salvo_config *cfg, char *err, size_t errlen);
 void worker_fini(struct worker *w);
-/* Quits idle connections and runs the loop until every connection is closed or
- * max_wait_ms passes. */
+/* Quits idle connections and runs the loop until every connection is closed or max_wait_ms
+ * passes; then cuts what is left. Must run before worker_fini. */
 void worker_drain(struct worker *w, unsigned max_wait_ms);
 
 #endif

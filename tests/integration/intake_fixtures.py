@@ -666,6 +666,8 @@ class _SlowHandler:
 
     async def handle_DATA(self, server, session, envelope):
         o = self.o
+        with o.lock:
+            o.started.append(list(envelope.rcpt_tos))
         if o.delay_s:
             await asyncio.sleep(o.delay_s)
         with o.lock:
@@ -676,12 +678,15 @@ class _SlowHandler:
 
 class SlowSmtpd:
     """aiosmtpd on addr:port that takes delay_s to answer each end of data (the connection
-    count is up to the client). Records messages: t (monotonic), rcpts, content."""
+    count is up to the client; delay_s may be changed while it runs). Records `started`
+    (the recipients of each message whose data has arrived, before the wait) and `messages`
+    (answered 250: t (monotonic), rcpts, content)."""
 
     def __init__(self, addr, port, delay_s=1.0):
         self.addr, self.port, self.delay_s = addr, port, delay_s
         self.lock = threading.Lock()
         self.messages = []
+        self.started = []
         self.controller = Controller(_SlowHandler(self), hostname=addr, port=port,
                                      ready_timeout=START_GUARD_S, decode_data=False,
                                      server_hostname="mx.slow.test")

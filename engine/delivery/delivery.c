@@ -714,7 +714,7 @@ static void dest__pump_now(struct ring_defer *df)
 {
     struct dlv_dest *dest = (struct dlv_dest *)((char *)df - offsetof(struct dlv_dest, pump));
     struct dlv *d = dest->d;
-    if (dest->queued == 0)
+    if (dest->queued == 0 || d->shutting_down)
         return;
     if (dest->state == DEST_IDLE) {
         dest->state = DEST_RESOLVING;

@@ -2,7 +2,8 @@
 the middle of a large campaign, or kill one of two replicas, or kill Redis itself, and every
 message still reaches exactly one final state; nothing is lost, and the only duplicates at
 the receiving server are the at-least-once window: a message the server had accepted (250)
-whose settle had not reached Redis when the process died.
+whose settle had not reached Redis when the process died. A graceful stop (SIGTERM) leaves
+nothing pending and causes no duplicate, also when a transaction outlasts the grace period.
 
 Identity of a message: its recipient address u<n>@d<k>.test (one per campaign row), so it is
 the same across retries (a retried message gets a new stream entry id).
@@ -16,10 +17,11 @@ import collections
 import json
 import time
 
-from intake_fixtures import (SENDER, KEYS, SlowSmtpd, assert_event_sequences, assert_exactly_one_place,
-                             census, engine_args, Events, final_count, inject, pending_of,
-                             redis_state, sink_received, sink_received_until, stats, wait_final, wait_for,
-                             wait_heartbeat, write_campaign_files, xadd_job)
+from intake_fixtures import (SENDER, KEYS, SlowSmtpd, assert_event_sequences,
+                             assert_exactly_one_place, census, engine_args, Events, final_count,
+                             inject, pending_of, redis_state, sink_received,
+                             sink_received_until, stats, wait_final, wait_for, wait_heartbeat,
+                             write_campaign_files, xadd_job)
 from intake_fixtures import engines, redis_factory, redis_server  # noqa: F401 (fixtures)
 
 N = 20000                 # campaign size (the figure)
@@ -52,7 +54,8 @@ def _args(routes, *more):
         "intake.block_ms=100", "intake.read_batch=%d" % READ_BATCH,
         "intake.max_in_memory=%d" % MAX_IN_MEMORY, "intake.tx_reserve=100",
         "retry.schedule_s=1", "retry.jitter=0", "progress_interval_s=1",
-        "intake.heartbeat_ttl_ms=%d" % HEARTBEAT_TTL_MS, "intake.claim_interval_ms=500"] + list(more))
+        "intake.heartbeat_ttl_ms=%d" % HEARTBEAT_TTL_MS, "intake.claim_interval_ms=500"] +
+        list(more))
 
 
 def _sink_counts(sink):

@@ -9,5 +9,8 @@ bash scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build -j"$(nproc)"
 (cd build && ctest --output-on-failure -j"$(nproc)")
+# The Release build (the demo's and the benchmarks') must compile warning-free at -O3 too.
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-rel -j"$(nproc)" >/dev/null
 SALVO_BIN="$PWD/build/salvo" /usr/bin/pytest -q -p no:cacheprovider tests/integration "$@"
 echo "salvo: all tests passed"

@@ -466,7 +466,7 @@ static void test_merge(void **state)
     assert_string_equal(header(out, len, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
 
     /* text as is, html escaped: split the alternative parts */
-    char ct[512], b[128];
+    char ct[4200], b[128];
     snprintf(ct, sizeof ct, "%s", header(out, len, "Content-Type"));
     assert_non_null(strstr(ct, "multipart/alternative"));
     tm_boundary(ct, b, sizeof b);

@@ -35,6 +35,7 @@ struct dlv_site {
     struct gcra msg[SHAPING_MSG_BUCKETS];
     struct gcra conn;
     struct dlv_dest *waiters;        /* destinations blocked by its connection limit */
+    double window;                   /* concurrency feedback: connections it takes now (0 = full) */
 };
 
 struct dlv_conn;
@@ -65,6 +66,7 @@ struct dlv_dest {
     struct ring_timer wake;          /* short waits for a rate token */
     bool site_waiting;               /* on site->waiters */
     double rate;                     /* transactions finished per second (smoothed) */
+    unsigned fail_streak;            /* whole-destination failures in a row (backoff doubles) */
     uint64_t win_start_ms;
     unsigned win_count;
     struct dlv_dest *site_wait_next;
@@ -457,6 +459,33 @@ static void dest__shape(struct dlv_dest *dest)
     dest->shaped = true;
 }
 
+/* Concurrency feedback, as Postfix does it: a 421 or a failed connection halves the
+ * connections a site gets; every delivered transaction grows it back by 1/window. */
+static unsigned dest__max_conns(const struct dlv_dest *dest)
+{
+    unsigned max = dest->shaped ? dest->lim.max_connections : dest->d->cfg.max_conns_per_dest;
+    if (dest->site && dest->site->window > 0 && dest->site->window < max)
+        max = (unsigned)dest->site->window < 1 ? 1 : (unsigned)dest->site->window;
+    return max;
+}
+
+static void site__feedback(struct dlv_site *x, unsigned max, bool ok)
+{
+    if (!x)
+        return;
+    if (x->window <= 0)
+        x->window = max;
+    if (ok) {
+        x->window += 1.0 / x->window;
+        if (x->window > max)
+            x->window = max;
+    } else {
+        x->window /= 2;
+        if (x->window < 1)
+            x->window = 1;
+    }
+}
+
 /* The destination's retry schedule and max age travel with each deferred recipient. */
 static void dest__hint(const struct dlv_dest *dest, struct dlv_rcpt *rc)
 {
@@ -582,8 +611,13 @@ static void dest__give_up(struct dlv_dest *dest)
     struct fail_verdict v = fail_classify(dest->last_fail.phase, dest->last_fail.transport,
                                           dest->last_fail.code, dest->last_fail.enh_class,
                                           dest->last_fail.enh_subject, dest->last_fail.enh_detail);
-    if (v.cls == FAIL_TEMPORARY && dest->d->cfg.dest_retry_s)
-        dest->retry_after_ms = ring_now_ms(dest->d->ring) + (uint64_t)dest->d->cfg.dest_retry_s * 1000u;
+    if (v.cls == FAIL_TEMPORARY && dest->d->cfg.dest_retry_s) {
+        /* suspended briefly, doubling while it keeps failing (capped at 64x) */
+        unsigned shift = dest->fail_streak < 6 ? dest->fail_streak : 6;
+        dest->retry_after_ms = ring_now_ms(dest->d->ring) +
+                               ((uint64_t)dest->d->cfg.dest_retry_s * 1000u << shift);
+        dest->fail_streak++;
+    }
     if (dest->nconns == 0 || dest->queued)
         dest__fail_queue(dest, &dest->last_fail, &dest->last_conn);
 }
@@ -734,7 +768,7 @@ static void dest__pump_now(struct ring_defer *df)
         return;
     for (struct dlv_conn *c = dest->conns; c && dest->queued; c = c->next)
         conn__give_work(c);
-    unsigned max_conns = dest->shaped ? dest->lim.max_connections : d->cfg.max_conns_per_dest;
+    unsigned max_conns = dest__max_conns(dest);
     if (dest->site && dest->queued > dest->nconnecting && dest->site->nconns >= max_conns &&
         !dest->site_waiting) {
         /* the site's connections are all taken (possibly by other domains of it) */
@@ -784,6 +818,17 @@ static void conn__on_txn_done(struct smtp_session *s, struct smtp_txn *txn)
     struct dlv_txn *t = (struct dlv_txn *)((char *)txn - offsetof(struct dlv_txn, t));
     c->msgs++;
     struct dlv_dest *dest = c->dest;
+    bool delivered = false, pushback = false;
+    for (struct smtp_rcpt *r = txn->rcpts; r; r = r->next) {
+        delivered |= r->outcome.ok;
+        pushback |= r->outcome.code == 421;
+    }
+    if (delivered || pushback) {
+        unsigned max = dest->shaped ? dest->lim.max_connections : dest->d->cfg.max_conns_per_dest;
+        site__feedback(c->site, max, !pushback);
+        if (delivered)
+            dest->fail_streak = 0;
+    }
     dlv__txn_finish(dest->d, t, &txn->conn);
     if (c->msgs >= (dest->shaped ? dest->lim.max_msgs_per_connection : dest->d->cfg.max_msgs_per_conn))
         smtp_session_quit(s);
@@ -820,6 +865,11 @@ static void conn__on_closed(struct smtp_session *s)
                      "connection closed before the session was ready");
         }
         dest->last_conn = s->info;
+        /* a refused/timed-out connection or a 421 greeting: the site gets fewer connections */
+        if (s->failed && (s->failure.code == 421 || s->failure.transport == FAIL_T_REFUSED ||
+                          s->failure.transport == FAIL_T_TIMEOUT))
+            site__feedback(c->site ? c->site : dest->site,
+                           dest->shaped ? dest->lim.max_connections : d->cfg.max_conns_per_dest, false);
         bool at_cursor = dest->hosts && c->host_idx == dest->host_idx && c->addr_idx == dest->addr_idx;
         if (s->tls_failed && d->cfg.tls_policy == TLS_POLICY_OPPORTUNISTIC && !c->plaintext_retry) {
             /* retry the same host in plaintext; remember its TLS is broken */

@@ -25,9 +25,9 @@ Prints one JSON line. Usage:
 Must run as root (Postfix drops to the postfix user itself)."""
 import argparse
 import asyncio
-import glob
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -306,7 +306,13 @@ def postfix(conf, *args, check=True):
     r = subprocess.run([POSTFIX, "-c", conf] + list(args), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     if check and r.returncode != 0:
-        raise RuntimeError("postfix %s failed: %s" % (" ".join(args), r.stdout.strip()))
+        tail = ""
+        try:
+            with open(os.path.join(os.path.dirname(conf), "maillog")) as f:
+                tail = "".join(f.readlines()[-5:])
+        except OSError:
+            pass
+        raise RuntimeError("postfix %s failed: %s\n%s" % (" ".join(args), r.stdout.strip(), tail))
     return r
 
 
@@ -341,7 +347,9 @@ def main():
     qdir = os.path.join(work, "queue")
     os.mkdir(conf, 0o755)
     os.mkdir(qdir, 0o755)
-    os.mkdir(os.path.join(work, "data"), 0o755)
+    os.mkdir(os.path.join(work, "data"), 0o700)
+    pw = pwd.getpwnam("postfix")
+    os.chown(os.path.join(work, "data"), pw.pw_uid, pw.pw_gid)
     sinks, started = [], False
     sink_stats = os.path.join(work, "sink.json")
     rc = 1
@@ -416,7 +424,7 @@ def main():
             sinks[0].wait(timeout=10)
             with open(sink_stats) as f:
                 sj = json.load(f)
-            sink_msgs, sink_conns = sj.get("messages"), sj.get("connections")
+            sink_msgs, sink_conns = sj.get("messages"), sj.get("connections") - a.hosts  # minus readiness probes
             sink_cpu = round(sj.get("cpu_user_s", 0) + sj.get("cpu_sys_s", 0), 3)
         c = log.poll()
         res = {"messages": a.messages, "mode": "concurrent" if a.concurrent else "staged",

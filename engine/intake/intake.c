@@ -763,12 +763,19 @@ static void intake__accept(struct intake *in, int stream, const char *id, size_t
     snprintf(im->entry_id, sizeof im->entry_id, "%.*s", (int)idlen, id);
     buf_clear(&im->raw);
     bool ok = payload && buf_append(&im->raw, payload, plen) == 0;
-    if (!payload)
+    if (!payload) {
         intake__admit(im, false);
-    else if (!ok)
-        intake__reject(im, "oversized", "job larger than the intake buffer", true);
-    else
+    } else if (!ok) {
+        /* keep a prefix for the dead letter, so an operator can still see what it was */
+        char detail[200];
+        snprintf(detail, sizeof detail, "job is %zu bytes, more than limits.max_job_bytes (%zu)",
+                 plen, im->raw.max);
+        buf_clear(&im->raw);
+        buf_append(&im->raw, payload, plen < 65536 ? plen : 65536);
+        intake__reject(im, "oversized", detail, true);
+    } else {
         intake__admit(im, true);
+    }
 }
 
 /* The raw job is in im->raw: parse, then check idempotency, campaign, timing. */

@@ -44,7 +44,7 @@ struct script scripts[SCRIPT__COUNT] = {
         "      i = i + 4\n"
         "    elseif op == 'X' then\n"
         "      if mine then\n"
-        "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', dmax, '*', 'job', ARGV[i+1], 'reason', ARGV[i+2], 'detail', ARGV[i+3])\n"
+        "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', dmax, '*', 'job', ARGV[i+1], 'reason', ARGV[i+2], 'detail', ARGV[i+3], 'entry', id)\n"
         "      end\n"
         "      i = i + 4\n"
         "    else\n"

@@ -34,6 +34,16 @@ class _CountingSMTP(SMTP):
         if first:
             self.conn_id = self.owner._opened(self.session.peer)
 
+    async def push(self, status):
+        # The connection's end, as the client sees it: it waits for the reply to QUIT
+        # before it closes, so it cannot open a replacement before this moment. (Counting
+        # the end only at connection_lost would race with the next accept, which may run
+        # first in another server's thread.)
+        st = status if isinstance(status, str) else status.decode("ascii", "replace")
+        if st.startswith("221") and self.conn_id is not None:
+            self.owner._closed(self.conn_id)
+        await super().push(status)
+
     def connection_lost(self, exc):
         if self.conn_id is not None:
             self.owner._closed(self.conn_id)
@@ -67,7 +77,8 @@ class CountingSmtpd:
                  "peer", "content"} for every message it answered 250;
       conns:    {"id", "peer", "opened", "closed"} per connection (monotonic times);
       peak:     the most connections open at once over its whole life (counted in the
-                server's own event loop: +1 in connection_made, -1 in connection_lost).
+                server's own event loop: +1 in connection_made, -1 when it answers QUIT
+                with 221 or, without QUIT, in connection_lost).
     delay_s: how long it waits before answering each end of data (may be changed live)."""
 
     _ids = itertools.count(1)

@@ -87,6 +87,13 @@ def count_procs(master):
     return n
 
 
+def machine_busy():
+    """Busy CPU seconds of the whole machine (all CPUs) from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / TCK
+
+
 def queue_files(qdir):
     n = 0
     for q in QUEUES:
@@ -136,7 +143,7 @@ class LogTail:
         return c
 
 
-def write_config(conf, work, a, smtpd_port, sink_port, with_qmgr):
+def write_config(conf, work, a, smtpd_port, sink_port, with_qmgr, write_main=True):
     qdir, ddir = os.path.join(work, "queue"), os.path.join(work, "data")
     main = {
         "compatibility_level": "3.6",
@@ -188,13 +195,14 @@ def write_config(conf, work, a, smtpd_port, sink_port, with_qmgr):
     for s in a.set:
         k, v = s.split("=", 1)
         main[k.strip()] = v.strip()
-    with open(os.path.join(conf, "main.cf"), "w") as f:
-        for k, v in main.items():
-            f.write("%s = %s\n" % (k, v))
-    with open(os.path.join(conf, "transport"), "w") as f:
-        for k in range(1, a.hosts + 1):
-            f.write("d%d.test smtp:[127.0.1.%d]:%d\n" % (k, k, sink_port))
-        f.write("sender.test discard:\n")
+    if write_main:
+        with open(os.path.join(conf, "main.cf"), "w") as f:
+            for k, v in main.items():
+                f.write("%s = %s\n" % (k, v))
+        with open(os.path.join(conf, "transport"), "w") as f:
+            for k in range(1, a.hosts + 1):
+                f.write("d%d.test smtp:[127.0.1.%d]:%d\n" % (k, k, sink_port))
+            f.write("sender.test discard:\n")
     services = [
         ("127.0.0.1:%d" % smtpd_port, "inet", "n", "-", "n", "-", "-", "smtpd"),
         ("pickup", "unix", "n", "-", "n", "60", "1", "pickup"),
@@ -221,6 +229,11 @@ def write_config(conf, work, a, smtpd_port, sink_port, with_qmgr):
     with open(os.path.join(conf, "master.cf"), "w") as f:
         for s in services:
             f.write("%-24s %-10s %-2s %-2s %-2s %-6s %-4s %s\n" % s)
+    # Postfix waits (300 ms steps) until a config/table file is a second or more old
+    # before it reads it; backdate them so start and reload are not delayed.
+    old = time.time() - 60
+    for name in ("main.cf", "master.cf", "transport"):
+        os.utime(os.path.join(conf, name), (old, old))
 
 
 def make_message(i, hosts):
@@ -332,6 +345,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (maillog, config) for inspection")
     a = ap.parse_args()
+    # SIGTERM/SIGHUP -> SystemExit, so the finally block still stops Postfix and the sinks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     if os.geteuid() != 0:
         print("must run as root (a private Postfix instance needs it)", file=sys.stderr)
         return 2
@@ -352,7 +368,6 @@ def main():
     os.chown(os.path.join(work, "data"), pw.pw_uid, pw.pw_gid)
     sinks, started = [], False
     sink_stats = os.path.join(work, "sink.json")
-    rc = 1
     try:
         smtpd_port, sink_port = free_port(), free_port()
         if use_bench_sink:
@@ -378,7 +393,9 @@ def main():
         log = LogTail(os.path.join(work, "maillog"))
         log.poll()
 
+        load1 = os.getloadavg()[0]
         cpu0 = instance_cpu(master)
+        busy_inj = machine_busy()
         t_inj = time.time()
         injected = asyncio.run(inject(smtpd_port, a.messages, a.hosts, a.inject_conns))
         inject_s = time.time() - t_inj
@@ -387,28 +404,37 @@ def main():
             raise RuntimeError("injected %d of %d" % (injected, a.messages))
 
         if a.concurrent:
-            t0, cpu_start = t_inj, cpu0
+            t0, cpu_start, busy0 = t_inj, cpu0, busy_inj
         else:
             queued = queue_files(qdir)
             if queued != a.messages:
                 raise RuntimeError("%d queue files after injection, expected %d" % (queued, a.messages))
-            write_config(conf, work, a, smtpd_port, sink_port, with_qmgr=True)
+            write_config(conf, work, a, smtpd_port, sink_port, with_qmgr=True, write_main=False)
             time.sleep(0.5)  # let idle smtpd/cleanup settle so phase-2 CPU is delivery only
             log.poll()
             cpu_start = instance_cpu(master)
+            busy0 = machine_busy()
             t0 = time.time()
             os.kill(master, signal.SIGHUP)  # = postfix reload: master starts qmgr
         removed_base = 0 if a.concurrent else log.c["removed"]
+        sent_base = 0 if a.concurrent else log.c["sent"]
+        t_first = None
         peak_procs = 0
         last_proc_check = 0
         while True:
             c = log.poll()
             now = time.time()
+            if t_first is None and c["sent"] > sent_base:
+                t_first = now
             if c["removed"] - removed_base >= a.messages and queue_files(qdir) == 0:
                 break
             if now - last_proc_check > 0.5:
                 peak_procs = max(peak_procs, count_procs(master))
                 last_proc_check = now
+                # fallback in case log lines were lost: an empty queue ends it too
+                # (0.5 s resolution; the sink count below still has to be N)
+                if queue_files(qdir) == 0:
+                    break
             if now - t0 > a.timeout:
                 raise RuntimeError("timeout: %s queue=%d last: %s" % (c, queue_files(qdir), log.last_problem))
             if c["bounced"] or c["fatal"]:
@@ -416,6 +442,7 @@ def main():
             time.sleep(0.02)
         t1 = time.time()
         cpu_relay = instance_cpu(master) - cpu_start
+        busy = machine_busy() - busy0
         secs = t1 - t0
 
         sink_msgs, sink_conns, sink_cpu = None, None, None
@@ -434,21 +461,25 @@ def main():
                "sent": c["sent"], "deferred": c["deferred"], "sink_messages": sink_msgs,
                "sink_connections": sink_conns,
                "seconds": round(secs, 3), "msgs_per_s": round(a.messages / secs),
+               "first_sent_after_s": round(t_first - t0, 3) if t_first else None,
                "postfix_cpu_s": round(cpu_relay, 2),
                "postfix_cpu_us_per_msg": round(cpu_relay * 1e6 / a.messages, 1),
                "inject_s": round(inject_s, 2), "inject_msgs_per_s": round(a.messages / inject_s),
                "inject_postfix_cpu_us_per_msg": round(cpu_inj * 1e6 / a.messages, 1),
                "peak_postfix_procs": peak_procs, "sink_cpu_s": sink_cpu,
                "inject_conns": a.inject_conns, "process_limit": a.process_limit,
-               "dest_concurrency": a.dest_concurrency}
+               "dest_concurrency": a.dest_concurrency,
+               # conditions: whole-machine busy CPU during the timed phase (of os.cpu_count()
+               # CPUs x seconds) and the 1-minute load average before injection
+               "machine_busy_cpu_s": round(busy, 2), "cpus": os.cpu_count(),
+               "loadavg1_before": round(load1, 2)}
         if a.concurrent:
             res["note"] = "seconds/msgs_per_s/postfix_cpu from first injected message to empty queue; include smtpd+cleanup"
         print(json.dumps(res))
         if sink_msgs is not None and sink_msgs != a.messages:
             print("sink counted %d messages, expected %d" % (sink_msgs, a.messages), file=sys.stderr)
             return 1
-        rc = 0
-        return rc
+        return 0
     except Exception as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

@@ -192,6 +192,7 @@ int cmd_inject(int argc, char **argv)
     buf_init(&meta, 1u << 20);
     double t0 = 0;
     unsigned long long jobs = 0;
+    bool input_error = false;
     struct csv_reader *csv = NULL;
     memset(&I, 0, sizeof I);
 
@@ -432,8 +433,7 @@ int cmd_inject(int argc, char **argv)
         }
         if (r < 0) {
             fprintf(stderr, "\nsalvo inject: %s: %s\n", rcpts_file, cwhy);
-            I.failed = true;
-            snprintf(I.err, sizeof I.err, "input error");
+            input_error = true;
         }
     }
 wait:
@@ -444,7 +444,14 @@ wait:
     if (I.failed) {
         fprintf(stderr, "salvo inject: %s (%llu of %llu commands confirmed)\n", I.err, I.acked, I.sent);
         if (rc != CLI_EX_USAGE)
-            rc = strcmp(I.err, "input error") == 0 ? CLI_EX_DATAERR : CLI_EX_TEMPFAIL;
+            rc = CLI_EX_TEMPFAIL;
+        goto out;
+    }
+    if (input_error) {
+        /* the rows before the bad one are enqueued (confirmed above); say how many */
+        fprintf(stderr, "salvo inject: stopped at a malformed row; %llu jobs enqueued before it\n",
+                campaign && have_parts ? I.acked - 1 : I.acked);
+        rc = CLI_EX_DATAERR;
         goto out;
     }
     printf("%llu\n", campaign && have_parts ? I.acked - 1 : I.acked);

@@ -44,7 +44,8 @@ static void run__usage(FILE *f)
         "  -v, --verbose          trace every SMTP line (same as --log-level trace)\n"
         "  -h, --help             this text\n\n"
         "Signals: SIGTERM/SIGINT finish in-memory work (grace: shutdown_grace_s) and exit 0;\n"
-        "a second one exits at once (unfinished messages stay pending and are taken over);\n"
+        "a second one ends the grace period at once (open transactions are cut and deferred,\n"
+        "messages not yet sent stay pending and are taken over);\n"
         "SIGHUP reopens the events file and reloads the shaping rules (connections stay open).\n");
 }
 
@@ -217,7 +218,8 @@ int cmd_run(int argc, char **argv)
         }
         if (stop_deadline && (intake_in_memory(in) == 0 || now >= stop_deadline || run__stop > 1)) {
             if (intake_in_memory(in))
-                log_warn("salvo run: %u messages still in memory stay pending for takeover",
+                log_warn("salvo run: %u messages still in memory after the grace period: open "
+                         "transactions are cut (deferred), the rest stay pending for takeover",
                          intake_in_memory(in));
             break;
         }

@@ -359,13 +359,17 @@ int cmd_check_config(int argc, char **argv)
     char err[CONFIG_ERR_MAX];
     config_init(&cfg);
     int rc = CLI_EX_OK;
+    struct shaping_rules *rules = NULL;
     if (config_load_file(&cfg, argv[1], err, sizeof err) != 0 ||
-        config_finish(&cfg, err, sizeof err) != 0) {
+        config_finish(&cfg, err, sizeof err) != 0 ||
+        config_load_shaping(&cfg, &rules, err, sizeof err) != 0) {
         fprintf(stderr, "salvo check-config: %s\n", err);
         rc = CLI_EX_CONFIG;
     } else {
         printf("ok\n");
     }
+    if (rules)
+        shaping_free(rules);
     config_fini(&cfg);
     return rc;
 }

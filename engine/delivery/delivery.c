@@ -204,19 +204,6 @@ static void dlv__txn_release(struct dlv *d, struct dlv_txn *t)
 static void dlv__txn_finish(struct dlv *d, struct dlv_txn *t, const struct smtp_conn_info *ci)
 {
     d->stats.txns++;
-    struct dlv_dest *dest = t->dest;
-    if (dest) { /* throughput estimate: how much queue this destination can use */
-        uint64_t now = ring_now_ms(d->ring);
-        dest->win_count++;
-        if (!dest->win_start_ms)
-            dest->win_start_ms = now;
-        if (now - dest->win_start_ms >= 1000) {
-            double inst = dest->win_count * 1000.0 / (double)(now - dest->win_start_ms);
-            dest->rate = dest->rate > 0 ? 0.7 * dest->rate + 0.3 * inst : inst;
-            dest->win_start_ms = now;
-            dest->win_count = 0;
-        }
-    }
     struct smtp_rcpt *r = t->t.rcpts;
     while (r) {
         struct smtp_rcpt *next = r->next;
@@ -740,8 +727,12 @@ static void conn__give_work(struct dlv_conn *c)
     struct dlv_txn *t = dest__pop(dest);
     if (!t)
         return;
-    if (smtp_session_submit(&c->s, &t->t) != 0)
+    if (smtp_session_submit(&c->s, &t->t) != 0) {
         dest__push_front(dest, t);
+        if (dest->shaped && dest->site) /* the token was not used */
+            for (unsigned i = 0; i < SHAPING_MSG_BUCKETS; i++)
+                gcra_refund(&dest->site->msg[i], &dest->msg_rates[i], dlv__now_us(d), 1);
+    }
 }
 
 static void dest__pump_now(struct ring_defer *df)
@@ -823,6 +814,18 @@ static void conn__on_txn_done(struct smtp_session *s, struct smtp_txn *txn)
         delivered |= r->outcome.ok;
         pushback |= r->outcome.code == 421;
     }
+    { /* throughput estimate from transactions really sent: how much queue it can use */
+        uint64_t now = ring_now_ms(dest->d->ring);
+        dest->win_count++;
+        if (!dest->win_start_ms)
+            dest->win_start_ms = now;
+        if (now - dest->win_start_ms >= 1000) {
+            double inst = dest->win_count * 1000.0 / (double)(now - dest->win_start_ms);
+            dest->rate = dest->rate > 0 ? 0.7 * dest->rate + 0.3 * inst : inst;
+            dest->win_start_ms = now;
+            dest->win_count = 0;
+        }
+    }
     if (delivered || pushback) {
         unsigned max = dest->shaped ? dest->lim.max_connections : dest->d->cfg.max_conns_per_dest;
         site__feedback(c->site, max, !pushback);
@@ -871,7 +874,8 @@ static void conn__on_closed(struct smtp_session *s)
             site__feedback(c->site ? c->site : dest->site,
                            dest->shaped ? dest->lim.max_connections : d->cfg.max_conns_per_dest, false);
         bool at_cursor = dest->hosts && c->host_idx == dest->host_idx && c->addr_idx == dest->addr_idx;
-        if (s->tls_failed && d->cfg.tls_policy == TLS_POLICY_OPPORTUNISTIC && !c->plaintext_retry) {
+        enum tls_policy pol = dest->shaped ? dest->tls : d->cfg.tls_policy;
+        if (s->tls_failed && pol == TLS_POLICY_OPPORTUNISTIC && !c->plaintext_retry) {
             /* retry the same host in plaintext; remember its TLS is broken */
             dlv__mark_tls_broken(d, s->info.mx_addr);
             d->stats.tls_fallbacks++;

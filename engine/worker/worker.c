@@ -19,14 +19,16 @@ int worker_init(struct worker *w, struct salvo_config *cfg, char *err, size_t er
         worker_fini(w);
         return -1;
     }
-    if (cfg->dlv.tls_policy != TLS_POLICY_DISABLED) {
-        if (tls_ctx_create(&w->tls, cfg->ca_file, &e) != 0) {
+    /* always: shaping rules may ask for TLS at some destinations even when the default is off */
+    if (tls_ctx_create(&w->tls, cfg->ca_file, &e) != 0) {
+        if (cfg->dlv.tls_policy != TLS_POLICY_DISABLED) {
             snprintf(err, errlen, "TLS: %s", e ? e : "error");
             worker_fini(w);
             return -1;
         }
-        cfg->dlv.session.tls_ctx = w->tls;
+        w->tls = NULL;
     }
+    cfg->dlv.session.tls_ctx = w->tls;
     if (config_load_shaping(cfg, &w->shaping, err, errlen) != 0) {
         worker_fini(w);
         return -1;

@@ -7,6 +7,7 @@ Servers started here register with the `net` fixture (net._started) so they are 
 teardown, pass or fail, like every other server of these tests."""
 
 import asyncio
+import collections
 import itertools
 import json
 import os
@@ -16,7 +17,8 @@ import time
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from intake_fixtures import SENDER, inject
+from intake_fixtures import (SENDER, Events, assert_event_sequences, assert_exactly_one_place,
+                             census, engine_args, inject, wait_final, wait_heartbeat)
 from netutil import START_GUARD_S
 
 
@@ -41,7 +43,7 @@ class _CountingSMTP(SMTP):
         # first in another server's thread.)
         st = status if isinstance(status, str) else status.decode("ascii", "replace")
         if st.startswith("221") and self.conn_id is not None:
-            self.owner._closed(self.conn_id)
+            self.owner._closed(self.conn_id, quit=True)
         await super().push(status)
 
     def connection_lost(self, exc):
@@ -75,7 +77,8 @@ class CountingSmtpd:
     """aiosmtpd on addr:port. Records:
       messages: {"t": time.monotonic() at end of data, "rcpts", "conn" (connection number),
                  "peer", "content"} for every message it answered 250;
-      conns:    {"id", "peer", "opened", "closed"} per connection (monotonic times);
+      conns:    {"id", "peer", "opened", "closed" (monotonic times), "quit" (ended by
+                QUIT, not dropped)} per connection;
       peak:     the most connections open at once over its whole life (counted in the
                 server's own event loop: +1 in connection_made, -1 when it answers QUIT
                 with 221 or, without QUIT, in connection_lost).
@@ -110,18 +113,19 @@ class CountingSmtpd:
         cid = next(self._ids)
         with self.lock:
             self.conns[cid] = {"id": cid, "peer": peer, "opened": time.monotonic(),
-                               "closed": None}
+                               "closed": None, "quit": False}
             self.open += 1
             if self.open > self.peak:
                 self.peak = self.open
                 self.peak_at = time.monotonic()
         return cid
 
-    def _closed(self, cid):
+    def _closed(self, cid, quit=False):
         with self.lock:
             c = self.conns.get(cid)
             if c is not None and c["closed"] is None:
                 c["closed"] = time.monotonic()
+                c["quit"] = quit
                 self.open -= 1
 
     def _message(self, cid, peer, envelope):
@@ -229,3 +233,38 @@ def gaps_summary(times):
         return "no gaps"
     return "gaps min %.4fs median %.4fs max %.4fs over %d" % (
         gaps[0], gaps[len(gaps) // 2], gaps[-1], len(gaps))
+
+
+def start_engine(engines, redis, rules_path, routes=(), extra=(), sets=()):
+    """`salvo run` with the rules file, TLS off, fast retry promotion; waits for its
+    heartbeat. Returns (redis client, Engine)."""
+    c = redis.client()
+    e = engines.start(redis.url, "a", *engine_args(
+        routes=routes, sets=["shaping.file=%s" % rules_path, "retry.jitter=0",
+                             "intake.promote_interval_ms=100", "shutdown_grace_s=5",
+                             "progress_interval_s=1"] + list(sets), extra=extra))
+    wait_heartbeat(c, e)
+    return c, e
+
+
+def finish_all_delivered(c, e, rcpts, cids, received, guard_s=120.0):
+    """Waits until every recipient is final (cids: {campaign id: how many recipients}), stops the
+    engine (SIGTERM, exit 0, no sanitizer report), and checks: all delivered, each exactly
+    once at the server(s) (received: a callable returning the recipients the servers
+    accepted), one delivered event each and no deferral, nothing left in any queue.
+    Returns the Events."""
+    for cid, n in cids.items():
+        wait_final(c, n, [e], cid=cid, stall_s=30.0, guard_s=guard_s)
+    e.term()
+    events = Events(c)
+    finals = assert_event_sequences(events, rcpts)
+    bad = {r: f["type"] for r, f in finals.items() if f["type"] != "delivered"}
+    assert not bad, "not delivered: %s" % list(bad.items())[:10]
+    assert events.count("deferred") == 0, "deferrals: %s" % events.of_type("deferred")[:3]
+    counts = collections.Counter(received())
+    dup = {r: n for r, n in counts.items() if n > 1}
+    assert not dup, "delivered more than once at the server: %s" % list(dup.items())[:10]
+    assert sorted(counts) == sorted(rcpts), "server got %d distinct of %d" % (
+        len(counts), len(rcpts))
+    assert_exactly_one_place(census(c, events), rcpts)
+    return events

@@ -8,45 +8,13 @@ whole life. Every message must also be delivered exactly once (events and server
 
 import collections
 
-from intake_fixtures import (KEYS, Events, assert_event_sequences, assert_exactly_one_place,
-                             census, engine_args, redis_state, stats, wait_final,
-                             wait_heartbeat)
 from intake_fixtures import engines, redis_factory, redis_server  # noqa: F401 (fixtures)
-from shaping_fixtures import counting_smtpd, inject_campaign, peak_overlap, write_rules
+from shaping_fixtures import (counting_smtpd, finish_all_delivered as _finish, inject_campaign,
+                              peak_overlap, start_engine as _start, write_rules)
 import servers
 
 SERVER_DELAY_S = 0.05      # per message: enough that a single connection could not keep up
 LIMIT = 3
-
-
-def _start(engines, redis, rules_path, routes=(), extra=()):
-    c = redis.client()
-    e = engines.start(redis.url, "a", *engine_args(
-        routes=routes, sets=["shaping.file=%s" % rules_path, "retry.jitter=0",
-                             "intake.promote_interval_ms=100", "shutdown_grace_s=5",
-                             "progress_interval_s=1"], extra=extra))
-    wait_heartbeat(c, e)
-    return c, e
-
-
-def _finish(c, e, rcpts, cids, received):
-    """Waits until every recipient is final, stops the engine, and checks: all delivered,
-    each exactly once at the server(s), one delivered event each, nothing left anywhere."""
-    for cid, n in cids.items():
-        wait_final(c, n, [e], cid=cid, stall_s=30.0, guard_s=120.0)
-    e.term()
-    events = Events(c)
-    finals = assert_event_sequences(events, rcpts)
-    bad = {r: f["type"] for r, f in finals.items() if f["type"] != "delivered"}
-    assert not bad, "not delivered: %s" % list(bad.items())[:10]
-    assert events.count("deferred") == 0, "deferrals: %s" % events.of_type("deferred")[:3]
-    counts = collections.Counter(received())
-    dup = {r: n for r, n in counts.items() if n > 1}
-    assert not dup, "delivered more than once at the server: %s" % list(dup.items())[:10]
-    assert sorted(counts) == sorted(rcpts), "server got %d distinct of %d" % (
-        len(counts), len(rcpts))
-    assert_exactly_one_place(census(c, events), rcpts)
-    return events
 
 
 def _conn_report(*srvs):

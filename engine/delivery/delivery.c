@@ -760,14 +760,18 @@ static void dest__pump_now(struct ring_defer *df)
     for (struct dlv_conn *c = dest->conns; c && dest->queued; c = c->next)
         conn__give_work(c);
     unsigned max_conns = dest__max_conns(dest);
-    if (dest->site && dest->queued > dest->nconnecting && dest->site->nconns >= max_conns &&
-        !dest->site_waiting) {
+    /* ready connections with nothing to do (waiting for a rate token) count as capacity */
+    unsigned idle = 0;
+    for (struct dlv_conn *c = dest->conns; c; c = c->next)
+        idle += smtp_session_ready(&c->s) && !c->s.txn;
+    if (dest->site && dest->queued > dest->nconnecting + idle && dest->site->nconns >= max_conns &&
+        dest->site->nconns > dest->nconns && !dest->site_waiting) {
         /* the site's connections are all taken (possibly by other domains of it) */
         dest->site_waiting = true;
         dest->site_wait_next = dest->site->waiters;
         dest->site->waiters = dest;
     }
-    while (dest->queued > dest->nconnecting &&
+    while (dest->queued > dest->nconnecting + idle &&
            (dest->site ? dest->site->nconns : dest->nconns) < max_conns) {
         if (dest->shaped && dest->site && dest->conn_rate.emission_us) {
             uint64_t ra_us = 0;
@@ -798,8 +802,13 @@ static void conn__on_ready(struct smtp_session *s)
     }
     conn__give_work(c);
     /* nothing for it here while other domains of the site wait for a slot: give it up */
-    if (smtp_session_ready(s) && !c->s.txn && c->site && c->site->waiters)
-        smtp_session_quit(s);
+    if (smtp_session_ready(s) && !c->s.txn && c->site && !c->dest->q_head) {
+        for (struct dlv_dest *w = c->site->waiters; w; w = w->site_wait_next)
+            if (w != c->dest) {
+                smtp_session_quit(s);
+                break;
+            }
+    }
     dest__schedule(c->dest);
 }
 

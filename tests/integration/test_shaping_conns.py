@@ -3,8 +3,9 @@ domain's max_connections is never exceeded; domains with the same MX host set (o
 static route host) are one site and share one connection limit (MX rollup); a provider
 matched by domain suffix shares its limit across domains on different servers.
 
-The server counts connections itself (+1 when it accepts one, -1 when it is gone), over its
-whole life. Every message must also be delivered exactly once (events and server)."""
+The server counts connections itself (+1 when it accepts one, -1 when it answers QUIT, or
+when the connection is gone without one), over its whole life. Every message must also be
+delivered exactly once (events and server)."""
 
 import collections
 

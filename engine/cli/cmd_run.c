@@ -93,32 +93,12 @@ int cmd_run(int argc, char **argv)
         case R_CONFIG: break;
         case R_REDIS: bad = config_set(&cfg, "redis.url", optarg, err, sizeof err); break;
         case R_INSTANCE: bad = config_set(&cfg, "instance", optarg, err, sizeof err); break;
-        case R_RESOLVER:
-            if (strlen(resolvers) + strlen(optarg) + 2 > sizeof resolvers) {
-                snprintf(err, sizeof err, "too many resolvers");
-                bad = 1;
-                break;
-            }
-            if (resolvers[0])
-                strcat(resolvers, ",");
-            strcat(resolvers, optarg);
-            break;
+        case R_RESOLVER: bad = cli_list_append(resolvers, sizeof resolvers, optarg, err, sizeof err); break;
         case R_MXPORT: bad = config_set(&cfg, "delivery.mx_port", optarg, err, sizeof err); break;
         case R_ROUTE: bad = config_add_route(&cfg, optarg, err, sizeof err); break;
         case R_SCALE: bad = config_set(&cfg, "timeout_scale", optarg, err, sizeof err); break;
         case R_EVENTS: bad = config_set(&cfg, "events.file", optarg, err, sizeof err); break;
-        case R_SET: {
-            char *eq = strchr(optarg, '=');
-            if (!eq) {
-                snprintf(err, sizeof err, "--set expects PATH=VALUE, got '%s'", optarg);
-                bad = 1;
-                break;
-            }
-            *eq = '\0';
-            bad = config_set(&cfg, optarg, eq + 1, err, sizeof err);
-            *eq = '=';
-            break;
-        }
+        case R_SET: bad = cli_set(&cfg, optarg, err, sizeof err); break;
         case R_LOG:
             if (log_level_from_text(optarg, &lvl) != 0) {
                 snprintf(err, sizeof err, "unknown log level '%s'", optarg);

@@ -203,15 +203,7 @@ int cmd_send(int argc, char **argv)
         switch (c) {
         case OPT_FROM: from = optarg; break;
         case OPT_TO: to[nto++] = optarg; break;
-        case OPT_RESOLVER:
-            if (strlen(resolvers) + strlen(optarg) + 2 > sizeof resolvers) {
-                fprintf(stderr, "salvo send: too many resolvers\n");
-                goto out;
-            }
-            if (resolvers[0])
-                strcat(resolvers, ",");
-            strcat(resolvers, optarg);
-            break;
+        case OPT_RESOLVER: bad = cli_list_append(resolvers, sizeof resolvers, optarg, err, sizeof err); break;
         case OPT_MX_PORT: bad = config_set(&cfg, "delivery.mx_port", optarg, err, sizeof err); break;
         case OPT_ROUTE: bad = config_add_route(&cfg, optarg, err, sizeof err); break;
         case OPT_TLS: bad = config_set(&cfg, "delivery.tls", optarg, err, sizeof err); break;
@@ -220,18 +212,7 @@ int cmd_send(int argc, char **argv)
         case OPT_EHLO: bad = config_set(&cfg, "ehlo_name", optarg, err, sizeof err); break;
         case OPT_SCALE: bad = config_set(&cfg, "timeout_scale", optarg, err, sizeof err); break;
         case OPT_CONFIG: break;
-        case OPT_SET: {
-            char *eq = strchr(optarg, '=');
-            if (!eq) {
-                snprintf(err, sizeof err, "--set expects PATH=VALUE, got '%s'", optarg);
-                bad = 1;
-                break;
-            }
-            *eq = '\0';
-            bad = config_set(&cfg, optarg, eq + 1, err, sizeof err);
-            *eq = '=';
-            break;
-        }
+        case OPT_SET: bad = cli_set(&cfg, optarg, err, sizeof err); break;
         case OPT_JSON: json = true; break;
         case 'v': verbose++; break;
         case 'h':

@@ -78,29 +78,12 @@ int cmd_shaping(int argc, char **argv)
         case 's': source = optarg; break;
         case 'r': bad = config_set(&cfg, "shaping.file", optarg, err, sizeof err); break;
         case 'c': bad = config_load_file(&cfg, optarg, err, sizeof err); break;
-        case 'R':
-            if (strlen(resolvers) + strlen(optarg) + 2 < sizeof resolvers) {
-                if (resolvers[0])
-                    strcat(resolvers, ",");
-                strcat(resolvers, optarg);
-            }
-            break;
+        case 'R': bad = cli_list_append(resolvers, sizeof resolvers, optarg, err, sizeof err); break;
         case 'm':
             if (nmx_given < DNS_MAX_HOSTS)
                 mx_given[nmx_given++] = optarg;
             break;
-        case 'S': {
-            char *eq = strchr(optarg, '=');
-            if (!eq) {
-                snprintf(err, sizeof err, "--set expects PATH=VALUE");
-                bad = 1;
-                break;
-            }
-            *eq = '\0';
-            bad = config_set(&cfg, optarg, eq + 1, err, sizeof err);
-            *eq = '=';
-            break;
-        }
+        case 'S': bad = cli_set(&cfg, optarg, err, sizeof err); break;
         case 'h': shaping__usage(stdout); rc = CLI_EX_OK; goto out;
         default: shaping__usage(stderr); goto out;
         }

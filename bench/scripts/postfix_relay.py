@@ -602,6 +602,9 @@ def stop_postfix(conf, qdir):
     end = time.time() + 10
     while time.time() < end and any(alive(p) for p in pids):
         time.sleep(0.1)
+    end = time.time() + 2  # and until init has reaped them (no zombies left behind)
+    while time.time() < end and any(os.path.exists("/proc/%d" % p) for p in pids):
+        time.sleep(0.05)
     if any(alive(p) for p in pids):
         postfix(conf, "abort", check=False)
         time.sleep(0.5)

@@ -179,6 +179,20 @@ static int cf__route(struct dlv_route *r, const char *domain, size_t dlen, const
     for (size_t i = 0; i < dlen; i++)
         r->domain[i] = (char)((domain[i] >= 'A' && domain[i] <= 'Z') ? domain[i] + 32 : domain[i]);
     r->domain[dlen] = '\0';
+    r->auth_user[0] = r->auth_pass[0] = '\0';
+    /* "user:password@host:port": credentials for a smarthost */
+    const char *at = strrchr(target, '@');
+    if (at) {
+        const char *colon = memchr(target, ':', (size_t)(at - target));
+        size_t ul = colon ? (size_t)(colon - target) : 0, pl = colon ? (size_t)(at - colon - 1) : 0;
+        if (!colon || ul == 0 || ul >= sizeof r->auth_user || pl >= sizeof r->auth_pass)
+            return cf__err(err, errlen, "delivery.routes.%s: expected user:password@host:port", r->domain);
+        memcpy(r->auth_user, target, ul);
+        r->auth_user[ul] = '\0';
+        memcpy(r->auth_pass, colon + 1, pl);
+        r->auth_pass[pl] = '\0';
+        target = at + 1;
+    }
     const char *host = target, *hend, *port = NULL;
     if (*target == '[') {
         host = target + 1;
@@ -301,12 +315,38 @@ static int cf__apply(struct salvo_config *c, const struct cf_field *f, json_t *v
         const char *k;
         json_t *t;
         json_object_foreach(v, k, t) {
-            if (!json_is_string(t))
-                return cf__err(err, errlen, "%s.%s: expected \"host:port\"", f->path, k);
             if (c->nroutes >= CONFIG_MAX_ROUTES)
                 return cf__err(err, errlen, "%s: more than %d routes", f->path, CONFIG_MAX_ROUTES);
-            if (cf__route(&c->routes[c->nroutes], k, strlen(k), json_string_value(t), err, errlen))
-                return -1;
+            struct dlv_route *r = &c->routes[c->nroutes];
+            if (json_is_object(t)) {
+                /* {"host": "h:p", "user": "...", "password": "..."} keeps secrets out of ps */
+                json_t *h = json_object_get(t, "host"), *u = json_object_get(t, "user"),
+                       *pw = json_object_get(t, "password");
+                const char *kk;
+                json_t *vv;
+                json_object_foreach(t, kk, vv) {
+                    if (strcmp(kk, "host") && strcmp(kk, "user") && strcmp(kk, "password"))
+                        return cf__err(err, errlen, "unknown field '%s.%s.%s'", f->path, k, kk);
+                }
+                if (!json_is_string(h) || (u && !json_is_string(u)) || (pw && !json_is_string(pw)) || (!u != !pw))
+                    return cf__err(err, errlen, "%s.%s: expected {\"host\": \"host:port\"[, \"user\", \"password\"]}", f->path, k);
+                if (strchr(json_string_value(h), '@'))
+                    return cf__err(err, errlen, "%s.%s.host: credentials go in user/password", f->path, k);
+                if (cf__route(r, k, strlen(k), json_string_value(h), err, errlen))
+                    return -1;
+                if (u) {
+                    if (strlen(json_string_value(u)) >= sizeof r->auth_user || strlen(json_string_value(pw)) >= sizeof r->auth_pass ||
+                        !*json_string_value(u))
+                        return cf__err(err, errlen, "%s.%s: user or password empty or too long", f->path, k);
+                    snprintf(r->auth_user, sizeof r->auth_user, "%s", json_string_value(u));
+                    snprintf(r->auth_pass, sizeof r->auth_pass, "%s", json_string_value(pw));
+                }
+            } else if (json_is_string(t)) {
+                if (cf__route(r, k, strlen(k), json_string_value(t), err, errlen))
+                    return -1;
+            } else {
+                return cf__err(err, errlen, "%s.%s: expected \"host:port\" or an object", f->path, k);
+            }
             c->nroutes++;
         }
         return 0;

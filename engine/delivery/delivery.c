@@ -395,6 +395,10 @@ static void dest__shape(struct dlv_dest *dest)
         for (unsigned i = 0; i < dest->hosts->nhosts; i++)
             mx[n++] = dest->hosts->hosts[i].name;
     dest->scfg = d->cfg.session;
+    if (dest->route && dest->route->auth_user[0]) {
+        dest->scfg.auth_user = dest->route->auth_user;
+        dest->scfg.auth_pass = dest->route->auth_pass;
+    }
     if (d->cfg.shaping) {
         shaping_resolve(d->cfg.shaping, dest->domain, mx, n, NULL, &dest->lim, NULL);
         dlv__timeouts_from(&dest->scfg.timeouts, &dest->lim.timeouts, d->cfg.timeout_scale);

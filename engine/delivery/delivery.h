@@ -23,6 +23,8 @@ struct dlv_route {
     char domain[DNS_NAME_MAX];   /* lowercase */
     char host[DNS_NAME_MAX];     /* name or IP literal */
     uint16_t port;
+    char auth_user[256];         /* SMTP AUTH (PLAIN or LOGIN), only ever sent over TLS; "" = none */
+    char auth_pass[256];
 };
 
 struct dlv_config {

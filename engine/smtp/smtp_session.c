@@ -544,7 +544,21 @@ static void session__after_ehlo(struct smtp_session *s)
         session__fail_with(s, &o);
         return;
     }
-    if (s->tls_active && s->cfg->auth_user && s->cfg->auth_pass && s->caps.auth) {
+    if (s->cfg->auth_user && s->cfg->auth_pass) {
+        /* credentials never go over plaintext, and a smarthost that wants them gets them */
+        struct smtp_outcome o;
+        if (!s->tls_active) {
+            outcome__local(&o, FAIL_PHASE_AUTH, FAIL_T_TLS, "4.7.4",
+                           "AUTH is configured for this route but TLS is not active: credentials are never sent in plaintext");
+            session__fail_with(s, &o);
+            return;
+        }
+        if (!(s->caps.auth & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
+            outcome__local(&o, FAIL_PHASE_AUTH, FAIL_T_LOCAL_TEMP, "4.7.0",
+                           "AUTH is configured for this route but the server offers neither PLAIN nor LOGIN");
+            session__fail_with(s, &o);
+            return;
+        }
         session__enter(s, SMTP_S_AUTH);
         return;
     }

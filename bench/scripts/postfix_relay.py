@@ -453,6 +453,7 @@ def main():
         sampler.start()
         cpu0 = instance_cpu(master)
         busy_inj = machine_busy()
+        self_inj = os.times()
         t_inj = time.time()
         injected = asyncio.run(inject(smtpd_port, a.messages, a.hosts, a.inject_conns))
         inject_s = time.time() - t_inj
@@ -462,7 +463,7 @@ def main():
             raise RuntimeError("injected %d of %d" % (injected, a.messages))
 
         if a.concurrent:
-            t0, cpu_start, busy0, kids0 = t_inj, cpu0, busy_inj, kids_inj
+            t0, cpu_start, busy0, kids0, self0 = t_inj, cpu0, busy_inj, kids_inj, self_inj
         else:
             queued = queue_files(qdir)
             if queued != a.messages:
@@ -473,6 +474,7 @@ def main():
             kids0 = sampler.phase_start()
             cpu_start = instance_cpu(master)
             busy0 = machine_busy()
+            self0 = os.times()
             t0 = time.time()
             os.kill(master, signal.SIGHUP)  # = postfix reload: master starts qmgr
         removed_base = 0 if a.concurrent else log.c["removed"]
@@ -502,6 +504,8 @@ def main():
         relay_by = sampler.breakdown(kids0, cpu_relay)
         sampler.stop_ev.set()
         busy = machine_busy() - busy0
+        self1 = os.times()
+        harness = self1.user + self1.system - self0.user - self0.system
         secs = t1 - t0
 
         sink_msgs, sink_conns, sink_cpu = None, None, None
@@ -531,6 +535,7 @@ def main():
                # conditions: whole-machine busy CPU during the timed phase (of os.cpu_count()
                # CPUs x seconds) and the 1-minute load average before injection
                "machine_busy_cpu_s": round(busy, 2), "cpus": os.cpu_count(),
+               "harness_cpu_s": round(harness, 2),  # this script (log tail, /proc sampler; +client if concurrent)
                "loadavg1_before": round(load1, 2),
                "postfix_cpu_s_by_process": relay_by}
         if not a.concurrent:

@@ -16,7 +16,7 @@
 #include "engine/redis/rds.h"
 #include "engine/ring/ring.h"
 
-enum cf_type { CF_UINT, CF_SIZE, CF_U16, CF_BOOL, CF_STR, CF_DOUBLE, CF_TLS, CF_ROUTES, CF_UINT_LIST };
+enum cf_type { CF_UINT, CF_SIZE, CF_U16, CF_BOOL, CF_STR, CF_DOUBLE, CF_TLS, CF_ROUTES, CF_UINT_LIST, CF_SOURCES, CF_POOLS };
 
 struct cf_field {
     const char *path;
@@ -79,6 +79,9 @@ static const struct cf_field cf__fields[] = {
     F("delivery.pipelining", CF_BOOL, dlv.session.use_pipelining, 0, 0, "use PIPELINING when offered (default true)"),
     F("delivery.chunking", CF_BOOL, dlv.session.use_chunking, 0, 0, "use BDAT when CHUNKING is offered (default true)"),
     F("delivery.body_chunk_bytes", CF_SIZE, dlv.session.body_chunk_bytes, 4096, 16777216, "body bytes per write / BDAT chunk (default 262144)"),
+    F("egress.sources", CF_SOURCES, sources, 0, 0, "egress sources: {\"name\": {\"ip\": \"addr\", \"ehlo\": \"host\"}} (default: one source, delivery.source_ip)"),
+    F("egress.pools", CF_POOLS, pools, 0, 0, "weighted pools: {\"pool\": {\"source\": weight, ...}} (default: one pool \"default\" of every source, equal weights)"),
+    F("egress.default_pool", CF_STR, default_pool, 0, 0, "pool for messages that name none (default: the pool named \"default\", else the first)"),
     F("delivery.routes", CF_ROUTES, routes, 0, 0, "static routes: {\"domain\": \"host:port\"} (default none)"),
     F("limits.max_reply_line_bytes", CF_SIZE, dlv.session.reply_limits.max_line_bytes, 64, 1048576, "longest SMTP reply line accepted (default 2048)"),
     F("limits.max_reply_lines", CF_UINT, dlv.session.reply_limits.max_lines, 1, 100000, "lines in one reply (default 128)"),
@@ -141,6 +144,7 @@ void config_fini(struct salvo_config *c)
     free(c->prefix);
     free(c->events_file);
     free(c->shaping_file);
+    free(c->default_pool);
     memset(c, 0, sizeof *c);
 }
 
@@ -309,6 +313,80 @@ static int cf__apply(struct salvo_config *c, const struct cf_field *f, json_t *v
         c->intake.nretry = (unsigned)json_array_size(v);
         return 0;
     }
+    case CF_SOURCES: {
+        if (!json_is_object(v))
+            return cf__err(err, errlen, "%s: expected {\"name\": {\"ip\": ..., \"ehlo\": ...}}", f->path);
+        const char *k;
+        json_t *t;
+        json_object_foreach(v, k, t) {
+            if (c->nsources >= DLV_MAX_SOURCES)
+                return cf__err(err, errlen, "%s: more than %d sources", f->path, DLV_MAX_SOURCES);
+            if (!*k || strlen(k) >= sizeof c->sources[0].name || strpbrk(k, " |,"))
+                return cf__err(err, errlen, "%s: bad source name '%s'", f->path, k);
+            if (!json_is_object(t))
+                return cf__err(err, errlen, "%s.%s: expected an object", f->path, k);
+            struct dlv_source *src = &c->sources[c->nsources];
+            memset(src, 0, sizeof *src);
+            snprintf(src->name, sizeof src->name, "%s", k);
+            const char *kk;
+            json_t *vv;
+            json_object_foreach(t, kk, vv) {
+                if (strcmp(kk, "ip") == 0) {
+                    if (!json_is_string(vv) ||
+                        (!inet_pton(AF_INET, json_string_value(vv), &(struct in_addr){0}) &&
+                         !inet_pton(AF_INET6, json_string_value(vv), &(struct in6_addr){0})) ||
+                        ring_addr_parse(json_string_value(vv), 0, &src->addr, &src->addr_len) != 0)
+                        return cf__err(err, errlen, "%s.%s.ip: expected an IP address", f->path, k);
+                    src->has_addr = true;
+                } else if (strcmp(kk, "ehlo") == 0) {
+                    if (!json_is_string(vv) || !*json_string_value(vv) ||
+                        strlen(json_string_value(vv)) >= sizeof src->ehlo ||
+                        strpbrk(json_string_value(vv), " \t\r\n<>"))
+                        return cf__err(err, errlen, "%s.%s.ehlo: expected a host name", f->path, k);
+                    snprintf(src->ehlo, sizeof src->ehlo, "%s", json_string_value(vv));
+                } else {
+                    return cf__err(err, errlen, "unknown field '%s.%s.%s'", f->path, k, kk);
+                }
+            }
+            for (unsigned i = 0; i < c->nsources; i++)
+                if (strcmp(c->sources[i].name, k) == 0)
+                    return cf__err(err, errlen, "%s.%s: defined twice", f->path, k);
+            c->nsources++;
+        }
+        return 0;
+    }
+    case CF_POOLS: {
+        if (!json_is_object(v))
+            return cf__err(err, errlen, "%s: expected {\"pool\": {\"source\": weight}}", f->path);
+        const char *k;
+        json_t *t;
+        json_object_foreach(v, k, t) {
+            if (c->npools >= DLV_MAX_POOLS)
+                return cf__err(err, errlen, "%s: more than %d pools", f->path, DLV_MAX_POOLS);
+            if (!*k || strlen(k) >= sizeof c->pools[0].name)
+                return cf__err(err, errlen, "%s: bad pool name '%s'", f->path, k);
+            if (!json_is_object(t) || json_object_size(t) == 0 || json_object_size(t) > DLV_POOL_MAX)
+                return cf__err(err, errlen, "%s.%s: expected 1 to %d {\"source\": weight}", f->path, k, DLV_POOL_MAX);
+            struct dlv_pool *p = &c->pools[c->npools];
+            memset(p, 0, sizeof *p);
+            snprintf(p->name, sizeof p->name, "%s", k);
+            const char *sk;
+            json_t *w;
+            json_object_foreach(t, sk, w) {
+                unsigned si = 0;
+                while (si < c->nsources && strcmp(c->sources[si].name, sk) != 0)
+                    si++;
+                if (si == c->nsources)
+                    return cf__err(err, errlen, "%s.%s.%s: no such source (egress.sources)", f->path, k, sk);
+                if (!json_is_integer(w) || json_integer_value(w) < 1 || json_integer_value(w) > 1000)
+                    return cf__err(err, errlen, "%s.%s.%s: weight must be an integer 1-1000", f->path, k, sk);
+                p->member[p->n] = si;
+                p->weight[p->n++] = (unsigned)json_integer_value(w);
+            }
+            c->npools++;
+        }
+        return 0;
+    }
     case CF_ROUTES: {
         if (!json_is_object(v))
             return cf__err(err, errlen, "%s: expected an object {\"domain\": \"host:port\"}", f->path);
@@ -418,7 +496,12 @@ int config_set(struct salvo_config *c, const char *path, const char *value, char
         c->nroutes++;
         return 0;
     }
-    if (f->type == CF_UINT_LIST && value[0] != '[') {
+    if (f->type == CF_SOURCES || f->type == CF_POOLS) {
+        json_error_t je;
+        v = json_loads(value, 0, &je);
+        if (!v)
+            return cf__err(err, errlen, "%s: expected a JSON object, got '%s'", path, value);
+    } else if (f->type == CF_UINT_LIST && value[0] != '[') {
         char tmp[1024];
         snprintf(tmp, sizeof tmp, "[%s]", value);
         json_error_t je;
@@ -457,6 +540,7 @@ int config_finish(struct salvo_config *c, char *err, size_t errlen)
         if (ring_addr_parse(c->source_ip, 0, &c->dlv.source, &c->dlv.source_len) != 0)
             return cf__err(err, errlen, "delivery.source_ip: '%s' is not an IP address", c->source_ip);
         c->dlv.has_source = true;
+        c->has_source_ip_set = true;
     }
     if (c->redis_url) {
         char host[256], pw[256];
@@ -484,6 +568,27 @@ int config_finish(struct salvo_config *c, char *err, size_t errlen)
     c->intake.max_age_ms = (uint64_t)c->max_age_s * 1000;
     c->dlv.routes = c->routes;
     c->dlv.nroutes = c->nroutes;
+    if (c->npools && !c->nsources)
+        return cf__err(err, errlen, "egress.pools: no egress.sources are defined");
+    if (c->nsources && c->has_source_ip_set)
+        return cf__err(err, errlen, "delivery.source_ip: use egress.sources when sources are defined");
+    c->dlv.sources = c->sources;
+    c->dlv.nsources = c->nsources;
+    c->dlv.pools = c->pools;
+    c->dlv.npools = c->npools;
+    c->dlv.default_pool = 0;
+    if (c->default_pool && *c->default_pool) {
+        unsigned i = 0;
+        while (i < c->npools && strcmp(c->pools[i].name, c->default_pool) != 0)
+            i++;
+        if (i == c->npools)
+            return cf__err(err, errlen, "egress.default_pool: no pool '%s' in egress.pools", c->default_pool);
+        c->dlv.default_pool = i;
+    } else {
+        for (unsigned i = 0; i < c->npools; i++)
+            if (strcmp(c->pools[i].name, "default") == 0)
+                c->dlv.default_pool = i;
+    }
     return 0;
 }
 

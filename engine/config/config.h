@@ -40,6 +40,12 @@ struct salvo_config {
     struct dlv_config dlv;    /* session timeouts/limits live in dlv.session */
     struct dlv_route routes[CONFIG_MAX_ROUTES];
     unsigned nroutes;
+    struct dlv_source sources[DLV_MAX_SOURCES];
+    unsigned nsources;
+    struct dlv_pool pools[DLV_MAX_POOLS];
+    unsigned npools;
+    char *default_pool;
+    bool has_source_ip_set;
 };
 
 void config_init(struct salvo_config *c);

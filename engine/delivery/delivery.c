@@ -28,7 +28,7 @@ enum dest_state { DEST_IDLE, DEST_RESOLVING, DEST_ACTIVE };
 
 /* What destinations sharing limits share: a provider (by rule) or an MX host set (rollup). */
 struct dlv_site {
-    char key[512];
+    char key[720];
     struct dlv_site *hnext;
     unsigned refs;                   /* destinations pointing here */
     unsigned nconns;                 /* open connections, all its destinations together */
@@ -42,6 +42,7 @@ struct dlv_conn;
 
 struct dlv_dest {
     char domain[DNS_NAME_MAX];
+    unsigned src;                    /* egress source index: a queue is (source, domain) */
     struct dlv_dest *hnext;
     struct dlv *d;
     enum dest_state state;
@@ -103,6 +104,12 @@ struct dlv {
     struct ring_timer sweep;
     unsigned ndests;
     struct dlv_site *sites[DLV_BUCKETS];
+    struct dlv_source sources[DLV_MAX_SOURCES];
+    unsigned nsources;
+    struct dlv_pool pools[DLV_MAX_POOLS];
+    int wrr[DLV_MAX_POOLS][DLV_POOL_MAX]; /* smooth weighted round robin state */
+    unsigned npools, default_pool;
+    bool explicit_sources;
     struct dlv_stats stats;
 };
 
@@ -242,7 +249,7 @@ static unsigned dlv__hash(const char *s)
     return h;
 }
 
-static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len)
+static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len, unsigned src)
 {
     char key[DNS_NAME_MAX];
     if (len >= sizeof key)
@@ -252,14 +259,15 @@ static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len)
     key[len] = '\0';
     if (len && key[len - 1] == '.')
         key[--len] = '\0';
-    unsigned b = dlv__hash(key) % DLV_BUCKETS;
+    unsigned b = (dlv__hash(key) + src * 2654435761u) % DLV_BUCKETS;
     for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
-        if (strcmp(x->domain, key) == 0)
+        if (x->src == src && strcmp(x->domain, key) == 0)
             return x;
     struct dlv_dest *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
     memcpy(x->domain, key, len + 1);
+    x->src = src;
     x->d = d;
     x->wake.on_fire = dest__on_wake;
     for (unsigned i = 0; i < d->cfg.nroutes; i++)
@@ -399,8 +407,12 @@ static void dest__shape(struct dlv_dest *dest)
         dest->scfg.auth_user = dest->route->auth_user;
         dest->scfg.auth_pass = dest->route->auth_pass;
     }
+    const struct dlv_source *src = &d->sources[dest->src];
+    if (src->ehlo[0])
+        dest->scfg.ehlo_name = src->ehlo;
+    const char *src_name = d->explicit_sources ? src->name : NULL;
     if (d->cfg.shaping) {
-        shaping_resolve(d->cfg.shaping, dest->domain, mx, n, NULL, &dest->lim, NULL);
+        shaping_resolve(d->cfg.shaping, dest->domain, mx, n, src_name, &dest->lim, NULL);
         dlv__timeouts_from(&dest->scfg.timeouts, &dest->lim.timeouts, d->cfg.timeout_scale);
         static const enum tls_policy map[] = {
             [SHAPING_TLS_DISABLED] = TLS_POLICY_DISABLED,
@@ -422,16 +434,18 @@ static void dest__shape(struct dlv_dest *dest)
     }
     shaping_msg_rates(&dest->lim, dest->msg_rates);
     shaping_conn_rate(&dest->lim, &dest->conn_rate);
-    char key[600];
+    /* limits hold per (source, site): a site is the provider, else the MX host set */
+    char key[700];
+    int kl = snprintf(key, sizeof key, "%s|", src->name);
     const char *prov = d->cfg.shaping ? shaping_provider_of(d->cfg.shaping, dest->domain, mx, n) : NULL;
     if (prov) {
-        snprintf(key, sizeof key, "provider:%s", prov);
+        snprintf(key + kl, sizeof key - (size_t)kl, "provider:%s", prov);
+    } else if (n == 0) {
+        snprintf(key + kl, sizeof key - (size_t)kl, "domain:%s", dest->domain);
     } else {
         /* MX rollup: domains with the same MX host set share one set of counters */
-        memcpy(key, "mx:", 3);
-        shaping_site_key(mx, n, key + 3, sizeof key - 3);
-        if (n == 0)
-            snprintf(key, sizeof key, "domain:%s", dest->domain);
+        memcpy(key + kl, "mx:", 3);
+        shaping_site_key(mx, n, key + kl + 3, sizeof key - (size_t)kl - 3);
     }
     if (!dest->site || strcmp(dest->site->key, key) != 0) {
         struct dlv_site *old = dest->site;
@@ -480,6 +494,7 @@ static void site__feedback(struct dlv_site *x, unsigned max, bool ok)
 /* The destination's retry schedule and max age travel with each deferred recipient. */
 static void dest__hint(const struct dlv_dest *dest, struct dlv_rcpt *rc)
 {
+    rc->source_name = dest->d->sources[dest->src].name;
     if (!dest->shaped || !dest->d->cfg.shaping)
         return;
     rc->nretry = dest->lim.nretry;
@@ -629,7 +644,8 @@ static bool dest__connect(struct dlv_dest *dest)
             ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
             sl = sizeof(struct sockaddr_in6);
         }
-        if (d->cfg.has_source && d->cfg.source.ss_family != sa.ss_family) {
+        const struct dlv_source *src = &d->sources[dest->src];
+        if (src->has_addr && src->addr.ss_family != sa.ss_family) {
             dest__advance(dest); /* cannot reach this family from the source address */
             continue;
         }
@@ -648,8 +664,8 @@ static bool dest__connect(struct dlv_dest *dest)
             c->plaintext_retry = true;
         }
         int rc = smtp_session_start(&c->s, h->name, (struct sockaddr *)&sa, sl,
-                                    d->cfg.has_source ? (struct sockaddr *)&d->cfg.source : NULL,
-                                    d->cfg.source_len, pol);
+                                    src->has_addr ? (struct sockaddr *)&src->addr : NULL,
+                                    src->addr_len, pol);
         if (rc != 0) {
             smtp_session_fini(&c->s);
             free(c);
@@ -929,6 +945,30 @@ int dlv_create(struct dlv **out, struct ring *ring, struct dns *dns, const struc
     }
     for (unsigned i = 0; i < d->cfg.max_txns; i++)
         dlv__txn_release(d, &d->txns[i]);
+    if (cfg->nsources) {
+        d->nsources = cfg->nsources < DLV_MAX_SOURCES ? cfg->nsources : DLV_MAX_SOURCES;
+        memcpy(d->sources, cfg->sources, d->nsources * sizeof *d->sources);
+        d->explicit_sources = true;
+    } else { /* one implicit source: delivery.source_ip, or whatever the kernel picks */
+        d->nsources = 1;
+        snprintf(d->sources[0].name, sizeof d->sources[0].name, "default");
+        d->sources[0].has_addr = cfg->has_source;
+        d->sources[0].addr = cfg->source;
+        d->sources[0].addr_len = cfg->source_len;
+    }
+    if (cfg->npools) {
+        d->npools = cfg->npools < DLV_MAX_POOLS ? cfg->npools : DLV_MAX_POOLS;
+        memcpy(d->pools, cfg->pools, d->npools * sizeof *d->pools);
+        d->default_pool = cfg->default_pool < d->npools ? cfg->default_pool : 0;
+    } else { /* one pool of every source, equal weights */
+        d->npools = 1;
+        snprintf(d->pools[0].name, sizeof d->pools[0].name, "default");
+        d->pools[0].n = d->nsources < DLV_POOL_MAX ? d->nsources : DLV_POOL_MAX;
+        for (unsigned i = 0; i < d->pools[0].n; i++) {
+            d->pools[0].member[i] = i;
+            d->pools[0].weight[i] = 1;
+        }
+    }
     d->sweep.on_fire = dlv__on_sweep;
     ring_timer_arm(ring, &d->sweep, DLV_SWEEP_MS);
     *out = d;
@@ -962,6 +1002,23 @@ void dlv_destroy(struct dlv *d)
     free(d);
 }
 
+/* Smooth weighted round robin (as nginx does it): exact shares, evenly interleaved. */
+static unsigned dlv__pick_source(struct dlv *d, unsigned pool)
+{
+    const struct dlv_pool *p = &d->pools[pool];
+    if (p->n <= 1)
+        return p->n ? p->member[0] : 0;
+    int total = 0, best = 0;
+    for (unsigned i = 0; i < p->n; i++) {
+        d->wrr[pool][i] += (int)p->weight[i];
+        total += (int)p->weight[i];
+        if (d->wrr[pool][i] > d->wrr[pool][best])
+            best = (int)i;
+    }
+    d->wrr[pool][best] -= total;
+    return p->member[best];
+}
+
 static const char *dlv__domain_of(const char *addr, size_t *len)
 {
     const char *at = strrchr(addr, '@');
@@ -982,6 +1039,17 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
     if (avail < m->nrcpts)
         return -EAGAIN;
 
+    unsigned pool = d->default_pool;
+    if (m->pool && *m->pool) {
+        unsigned p = 0;
+        while (p < d->npools && strcmp(d->pools[p].name, m->pool) != 0)
+            p++;
+        if (p == d->npools)
+            return -ENOENT;
+        pool = p;
+    }
+    unsigned src = dlv__pick_source(d, pool);
+
     struct smtp_msg_info info;
     smtp_msg_scan(m->body, m->body_len, &info);
     m->body_8bit = info.has_8bit;
@@ -992,6 +1060,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
         m->rcpts[i].retry_after_ms = 0;
         m->rcpts[i].nretry = 0;
         m->rcpts[i].max_age_s = 0;
+        m->rcpts[i].source_name = d->sources[src].name;
         m->rcpts[i].r.state = SMTP_RCPT_PENDING;
         m->rcpts[i].r.next = NULL;
         memset(&m->rcpts[i].conn, 0, sizeof m->rcpts[i].conn);
@@ -1003,7 +1072,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             continue;
         size_t dl;
         const char *dom = dlv__domain_of(rc->r.addr, &dl);
-        struct dlv_dest *dest = dom ? dlv__dest(d, dom, dl) : NULL;
+        struct dlv_dest *dest = dom ? dlv__dest(d, dom, dl, src) : NULL;
         if (!dest) {
             memset(&rc->r.outcome, 0, sizeof rc->r.outcome);
             rc->r.outcome.phase = FAIL_PHASE_LOCAL;
@@ -1039,7 +1108,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
                 size_t ol;
                 const char *od;
                 if (o->r.state != SMTP_RCPT_PENDING || !(od = dlv__domain_of(o->r.addr, &ol)) ||
-                    dlv__dest(d, od, ol) != dest)
+                    dlv__dest(d, od, ol, src) != dest)
                     continue;
                 memset(&o->r.outcome, 0, sizeof o->r.outcome);
                 o->r.outcome.phase = FAIL_PHASE_LOCAL;
@@ -1076,7 +1145,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             const char *od;
             if (o->r.state != SMTP_RCPT_PENDING || !(od = dlv__domain_of(o->r.addr, &ol)))
                 continue;
-            if (dlv__dest(d, od, ol) != dest)
+            if (dlv__dest(d, od, ol, src) != dest)
                 continue;
             o->r.state = SMTP_RCPT_ACCEPTED;
             tail->next = &o->r;

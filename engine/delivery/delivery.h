@@ -27,6 +27,27 @@ struct dlv_route {
     char auth_pass[256];
 };
 
+#define DLV_MAX_SOURCES 64
+#define DLV_MAX_POOLS 32
+#define DLV_POOL_MAX 16
+
+/* An egress source: the local address connections are made from, and the name it greets with. */
+struct dlv_source {
+    char name[64];
+    bool has_addr;
+    struct sockaddr_storage addr;   /* port 0 */
+    socklen_t addr_len;
+    char ehlo[256];                 /* "" = the configured ehlo_name */
+};
+
+/* A weighted set of sources; a message names its pool (or gets the default one). */
+struct dlv_pool {
+    char name[64];
+    unsigned n;
+    unsigned member[DLV_POOL_MAX];  /* indexes into the sources */
+    unsigned weight[DLV_POOL_MAX];
+};
+
 struct dlv_config {
     struct smtp_session_config session;
     enum tls_policy tls_policy;      /* default opportunistic */
@@ -49,6 +70,12 @@ struct dlv_config {
      * above as their base level. NULL: the configuration alone, no rate limits. */
     const struct shaping_rules *shaping;
     double timeout_scale;            /* applied to timeouts that come from shaping rules */
+    /* Egress sources and pools. No sources: one implicit source from has_source/source. */
+    const struct dlv_source *sources;
+    unsigned nsources;
+    const struct dlv_pool *pools;
+    unsigned npools;
+    unsigned default_pool;
 };
 void dlv_config_defaults(struct dlv_config *c);
 
@@ -68,6 +95,7 @@ struct dlv_rcpt {
     unsigned nretry;                 /* out: the destination's retry schedule, when known */
     unsigned retry_s[SHAPING_RETRY_MAX];
     unsigned max_age_s;              /* out: the destination's max age (0 = unknown) */
+    const char *source_name;         /* out: the egress source used (NULL before a choice) */
     struct dlv_msg *msg;             /* internal */
 };
 
@@ -79,6 +107,7 @@ struct dlv_msg {
     size_t body_len;
     void (*on_done)(struct dlv_msg *m); /* every recipient has a status; m is the caller's again */
     void *user;
+    const char *pool;                /* egress pool, NULL = the default pool */
     /* internal */
     unsigned pending;
     bool body_8bit;
@@ -91,7 +120,8 @@ int dlv_create(struct dlv **out, struct ring *ring, struct dns *dns, const struc
 void dlv_destroy(struct dlv *d);
 /* Starts delivering m (the caller keeps m and everything it points to alive until on_done,
  * which always runs from the ring, never inside this call). Returns 0, or -EAGAIN when the
- * transaction pool is full (try again after some on_done), -EINVAL for no recipients. */
+ * transaction pool is full (try again after some on_done), -EINVAL for no recipients,
+ * -ENOENT for a pool that is not configured. */
 int dlv_submit(struct dlv *d, struct dlv_msg *m);
 /* Sends QUIT on every idle connection and stops keeping connections open. */
 void dlv_shutdown(struct dlv *d);

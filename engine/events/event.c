@@ -77,7 +77,8 @@ int event_format(const struct event_info *e, int64_t now_ms, uint64_t seq, struc
         jsonw_int(&w, "mx_port", c->mx_port);
     else
         jsonw_null(&w, "mx_port");
-    jsonw_str(&w, "egress_source", have_conn && c->source_addr[0] ? "default" : NULL);
+    jsonw_str(&w, "egress_source", e->egress_source ? e->egress_source
+                                   : have_conn && c->source_addr[0] ? "default" : NULL);
     jsonw_str(&w, "egress_ip", have_conn && c->source_addr[0] ? c->source_addr : NULL);
     jsonw_int(&w, "attempt", e->attempt);
     const struct smtp_outcome *o = e->outcome;

@@ -37,6 +37,7 @@ struct event_info {
     long long delivery_ms;               /* duration of this attempt, -1 unknown */
     size_t size;                         /* message bytes */
     const char *meta_json;               /* user metadata, valid JSON, or NULL */
+    const char *egress_source;           /* source name used or chosen, or NULL */
 };
 
 /* Appends the event as one compact JSON object (no newline). now_ms is wall-clock epoch ms;

@@ -213,6 +213,8 @@ const char *build_campaign_from(const struct build_ctx *ctx) { return ctx->camp.
 
 uint64_t build_campaign_max_age_ms(const struct build_ctx *ctx) { return ctx->camp.max_age_ms; }
 
+const char *build_campaign_pool(const struct build_ctx *ctx) { return ctx->camp.pool; }
+
 unsigned build_campaign_max_attempts(const struct build_ctx *ctx) { return ctx->camp.max_attempts; }
 
 /* ---------------------------------------------------------------- merging */

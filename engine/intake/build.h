@@ -41,6 +41,7 @@ void build_cache_put(struct build_ctx *ctx);
 
 const char *build_campaign_from(const struct build_ctx *ctx);
 uint64_t build_campaign_max_age_ms(const struct build_ctx *ctx);
+const char *build_campaign_pool(const struct build_ctx *ctx);
 unsigned build_campaign_max_attempts(const struct build_ctx *ctx);
 
 /* Produces the message for job j (campaign ctx for campaign jobs, else NULL). The result is

@@ -391,7 +391,8 @@ static void intake__settle_attempt(struct dlv_msg *dm)
             continue;
         }
         struct event_info ev = {.recipient = r->r.addr, .attempt = attempt, .outcome = &r->r.outcome,
-                                .conn = &r->conn, .verdict = &r->verdict, .delivery_ms = dur};
+                                .conn = &r->conn, .verdict = &r->verdict, .delivery_ms = dur,
+                                .egress_source = r->source_name};
         switch (r->status) {
         case DLV_DELIVERED: ev.type = EVENT_DELIVERED; ev.verdict = NULL; break;
         case DLV_BOUNCED: ev.type = EVENT_BOUNCED; break;
@@ -612,6 +613,7 @@ static void intake__submit(struct imsg *im)
         .from = im->campaign && (!j->from || !j->from[0]) ? build_campaign_from(im->campaign) : j->from,
         .rcpts = im->rcpts, .nrcpts = j->nto, .body = body, .body_len = body_len,
         .on_done = intake__settle_attempt, .user = im,
+        .pool = j->pool ? j->pool : im->campaign ? build_campaign_pool(im->campaign) : NULL,
     };
     if (!im->dm.from)
         im->dm.from = "";
@@ -624,8 +626,13 @@ static void intake__submit(struct imsg *im)
         in->resubmit = im;
         return;
     }
-    if (rc != 0)
+    if (rc == -ENOENT) {
+        char d[200];
+        snprintf(d, sizeof d, "pool: '%.100s' is not configured (egress.pools)", im->dm.pool);
+        intake__reject(im, "invalid_field", d, true);
+    } else if (rc != 0) {
         intake__reject(im, "invalid_field", "no recipients", true);
+    }
 }
 
 static void intake__proceed(struct imsg *im)

@@ -213,7 +213,7 @@ static void test_file_every_type(void **state)
     (void)state;
     load_ok("{'ehlo_name':'mta1.example.com','timeout_scale':0.5,'max_message_bytes':1000,"
             "'instance':'salvo-b','shutdown_grace_s':0,"
-            "'redis':{'url':'redis://10.0.0.5:6380/2','prefix':'pfx'},"
+            "'redis':{'url':'redis://127.0.0.25:6380/2','prefix':'pfx'},"
             "'intake':{'max_in_memory':100,'tx_reserve':10,'block_ms':250},"
             "'events':{'stream_max':5,'file':'/tmp/ev.jsonl','dead_max':7},"
             "'retry':{'schedule_s':[1,2,3],'jitter':0,'max_attempts':4,'max_age_s':60},"
@@ -229,7 +229,7 @@ static void test_file_every_type(void **state)
     assert_int_equal(C.max_message_bytes, 1000);
     assert_string_equal(C.instance, "salvo-b");
     assert_int_equal(C.shutdown_grace_s, 0);
-    assert_string_equal(C.redis_url, "redis://10.0.0.5:6380/2");
+    assert_string_equal(C.redis_url, "redis://127.0.0.25:6380/2");
     assert_string_equal(C.prefix, "pfx");
     assert_int_equal(C.intake.max_in_memory, 100);
     assert_int_equal(C.intake.tx_reserve, 10);
@@ -289,13 +289,13 @@ static void test_file_every_type(void **state)
 static void test_file_dns_servers_forms(void **state)
 {
     (void)state;
-    load_ok("{'dns':{'servers':['10.0.0.2:53','[::1]:53']}}");
-    assert_string_equal(C.dns_servers, "10.0.0.2:53,[::1]:53");
-    load_ok("{'dns':{'servers':'10.0.0.3'}}");
-    assert_string_equal(C.dns_servers, "10.0.0.3");
+    load_ok("{'dns':{'servers':['127.0.0.22:53','[::1]:53']}}");
+    assert_string_equal(C.dns_servers, "127.0.0.22:53,[::1]:53");
+    load_ok("{'dns':{'servers':'127.0.0.23'}}");
+    assert_string_equal(C.dns_servers, "127.0.0.23");
     load_ok("{'dns':{'servers':null}}");
     assert_null(C.dns_servers);
-    load_bad("{'dns':{'servers':['10.0.0.2',53]}}", "dns.servers[1]: expected a string");
+    load_bad("{'dns':{'servers':['127.0.0.22',53]}}", "dns.servers[1]: expected a string");
     load_bad("{'dns':{'servers':5}}", "dns.servers: expected a string");
     /* null for any string field: unset */
     load_ok("{'events':{'file':'/x'}}");
@@ -508,9 +508,9 @@ static void test_finish_checks(void **state)
     set_ok("redis.prefix", "ok");
     assert_int_equal(finish(), 0);
 
-    set_ok("redis.url", "http://10.0.0.1");
+    set_ok("redis.url", "http://127.0.0.21");
     finish_bad("redis.url: only redis:// URLs are supported");
-    set_ok("redis.url", "redis://10.0.0.1:0");
+    set_ok("redis.url", "redis://127.0.0.21:0");
     finish_bad("redis.url: bad port");
     set_ok("redis.url", "redis://cache.internal:6380/3");   /* a name is fine */
     assert_int_equal(finish(), 0);
@@ -587,13 +587,13 @@ static void test_env(void **state)
     assert_string_equal(C.redis_url, "redis://127.0.0.1:6379");
     char *host = strdup(C.instance);
 
-    setenv("SALVO_REDIS_URL", "redis://:pw@10.1.2.3:7000/1", 1);
+    setenv("SALVO_REDIS_URL", "redis://:pw@127.1.2.3:7000/1", 1);
     setenv("SALVO_INSTANCE", "salvo-7", 1);
     assert_int_equal(config_apply_env(&C, ERR, sizeof ERR), 0);
-    assert_string_equal(C.redis_url, "redis://:pw@10.1.2.3:7000/1");
+    assert_string_equal(C.redis_url, "redis://:pw@127.1.2.3:7000/1");
     assert_string_equal(C.instance, "salvo-7");
     assert_int_equal(finish(), 0);
-    assert_string_equal(C.intake.redis_url, "redis://:pw@10.1.2.3:7000/1");
+    assert_string_equal(C.intake.redis_url, "redis://:pw@127.1.2.3:7000/1");
     assert_string_equal(C.intake.instance, "salvo-7");
 
     /* the environment wins over the file (it is applied after) */
@@ -601,7 +601,7 @@ static void test_env(void **state)
     assert_string_equal(C.instance, "from-file");
     assert_int_equal(config_apply_env(&C, ERR, sizeof ERR), 0);
     assert_string_equal(C.instance, "salvo-7");
-    assert_string_equal(C.redis_url, "redis://:pw@10.1.2.3:7000/1");
+    assert_string_equal(C.redis_url, "redis://:pw@127.1.2.3:7000/1");
 
     /* empty means unset */
     config_fini(&C);

@@ -75,11 +75,11 @@ static bool start_dnsmasq(void)
         /* mx.test: one preferred exchanger, two equal backups, one of them dual-stack */
         "--mx-host=mx.test,mx1.mx.test,10", "--mx-host=mx.test,mx2.mx.test,20",
         "--mx-host=mx.test,mx3.mx.test,20",
-        "--host-record=mx1.mx.test,192.0.2.1",
-        "--host-record=mx2.mx.test,192.0.2.2,2001:db8::2",
-        "--host-record=mx3.mx.test,192.0.2.3",
+        "--host-record=mx1.mx.test,127.0.92.1",
+        "--host-record=mx2.mx.test,127.0.92.2,2001:db8::2",
+        "--host-record=mx3.mx.test,127.0.92.3",
         /* implicit.test: no MX, an address of its own */
-        "--host-record=implicit.test,192.0.2.9",
+        "--host-record=implicit.test,127.0.92.9",
         /* nullmx.test: RFC 7505 — preference 0, root exchange */
         "--dns-rr=nullmx.test,15,000000",
         /* dangling.test: its only exchanger does not exist */
@@ -255,19 +255,19 @@ static void test_mx_order_and_addresses(void **state)
     assert_string_equal(g.res.hosts[0].name, "mx1.mx.test");
     assert_int_equal(g.res.hosts[0].pref, 10);
     assert_int_equal(g.res.hosts[0].naddrs, 1);
-    assert_string_equal(addr_text(&g.res.hosts[0].addrs[0]), "192.0.2.1");
+    assert_string_equal(addr_text(&g.res.hosts[0].addrs[0]), "127.0.92.1");
     assert_int_equal(g.res.hosts[1].pref, 20);
     assert_int_equal(g.res.hosts[2].pref, 20);
     for (unsigned i = 1; i < 3; i++) {
         const struct dns_host *h = &g.res.hosts[i];
         if (strcmp(h->name, "mx2.mx.test") == 0) {
             assert_int_equal(h->naddrs, 2);
-            assert_string_equal(addr_text(&h->addrs[0]), "192.0.2.2"); /* IPv4 first */
+            assert_string_equal(addr_text(&h->addrs[0]), "127.0.92.2"); /* IPv4 first */
             assert_string_equal(addr_text(&h->addrs[1]), "2001:db8::2");
         } else {
             assert_string_equal(h->name, "mx3.mx.test");
             assert_int_equal(h->naddrs, 1);
-            assert_string_equal(addr_text(&h->addrs[0]), "192.0.2.3");
+            assert_string_equal(addr_text(&h->addrs[0]), "127.0.92.3");
         }
     }
     struct dns_stats st;
@@ -324,7 +324,7 @@ static void test_implicit_mx(void **state)
     assert_int_equal(g.res.nhosts, 1);
     assert_string_equal(g.res.hosts[0].name, "implicit.test");
     assert_int_equal(g.res.hosts[0].naddrs, 1);
-    assert_string_equal(addr_text(&g.res.hosts[0].addrs[0]), "192.0.2.9");
+    assert_string_equal(addr_text(&g.res.hosts[0].addrs[0]), "127.0.92.9");
     destroy_dns(d);
 }
 
@@ -399,7 +399,7 @@ static void test_resolve_host(void **state)
     assert_int_equal(g1.res.status, DNS_OK);
     assert_int_equal(g1.res.nhosts, 1);
     assert_int_equal(g1.res.hosts[0].naddrs, 1); /* ipv6 off: no AAAA */
-    assert_string_equal(addr_text(&g1.res.hosts[0].addrs[0]), "192.0.2.2");
+    assert_string_equal(addr_text(&g1.res.hosts[0].addrs[0]), "127.0.92.2");
     assert_int_equal(g2.res.status, DNS_NXDOMAIN);
     struct dns_stats st;
     dns_get_stats(d, &st);
@@ -412,7 +412,7 @@ static void test_ip_literals(void **state)
     (void)state;
     struct dns *d = mk_dns();
     struct got g1 = { 0 }, g2 = { 0 }, g3 = { 0 };
-    assert_int_equal(resolve_host(d, "192.0.2.55", &g1), 0);
+    assert_int_equal(resolve_host(d, "127.0.92.55", &g1), 0);
     assert_int_equal(resolve_host(d, "2001:db8::55", &g2), 0);
     assert_int_equal(resolve_mx(d, "[IPv6:2001:db8::56]", &g3), 0);
     assert_int_equal(g1.calls + g2.calls + g3.calls, 0);
@@ -423,7 +423,7 @@ static void test_ip_literals(void **state)
     assert_int_equal(g1.res.status, DNS_OK);
     assert_int_equal(g1.res.nhosts, 1);
     assert_int_equal(g1.res.hosts[0].naddrs, 1);
-    assert_string_equal(addr_text(&g1.res.hosts[0].addrs[0]), "192.0.2.55");
+    assert_string_equal(addr_text(&g1.res.hosts[0].addrs[0]), "127.0.92.55");
     assert_string_equal(addr_text(&g2.res.hosts[0].addrs[0]), "2001:db8::55");
     assert_int_equal(g3.res.status, DNS_OK);
     assert_string_equal(addr_text(&g3.res.hosts[0].addrs[0]), "2001:db8::56");
@@ -504,7 +504,7 @@ static void test_destroy_with_lookups_in_flight(void **state)
     struct got g1 = { 0 }, g2 = { 0 }, g3 = { 0 };
     assert_int_equal(resolve_mx(d, "mx.test", &g1), 0);
     assert_int_equal(resolve_host(d, "mx3.mx.test", &g2), 0);
-    assert_int_equal(resolve_host(d, "192.0.2.1", &g3), 0); /* queued for delivery */
+    assert_int_equal(resolve_host(d, "127.0.92.1", &g3), 0); /* queued for delivery */
     ring_run_once(ring, 0); /* sockets opened, maybe some answers in */
     int before = g1.calls + g2.calls + g3.calls;
     destroy_dns(d);
@@ -542,8 +542,8 @@ static void test_callbacks_may_reenter(void **state)
     /* Destroying from a callback: the other completed lookup is then not reported. */
     struct reentrant b = { .d = d, .destroy = true };
     struct got other = { 0 };
-    assert_int_equal(dns_resolve_host(d, "192.0.2.1", on_reentrant, &b), 0);
-    assert_int_equal(dns_resolve_host(d, "192.0.2.2", on_result, &other), 0);
+    assert_int_equal(dns_resolve_host(d, "127.0.92.1", on_reentrant, &b), 0);
+    assert_int_equal(dns_resolve_host(d, "127.0.92.2", on_result, &other), 0);
     run_until(&b.calls, 1);
     for (int i = 0; i < 5; i++)
         ring_run_once(ring, 10);

@@ -91,9 +91,9 @@ static struct smtp_conn_info conn_info(void)
 {
     struct smtp_conn_info c = {0};
     snprintf(c.mx_host, sizeof c.mx_host, "mx1.example.net");
-    snprintf(c.mx_addr, sizeof c.mx_addr, "192.0.2.25");
+    snprintf(c.mx_addr, sizeof c.mx_addr, "127.0.93.25");
     c.mx_port = 25;
-    snprintf(c.source_addr, sizeof c.source_addr, "198.51.100.7");
+    snprintf(c.source_addr, sizeof c.source_addr, "127.0.93.7");
     snprintf(c.tls_version, sizeof c.tls_version, "TLSv1.3");
     snprintf(c.tls_cipher, sizeof c.tls_cipher, "TLS_AES_256_GCM_SHA384");
     c.conn_id = 17;
@@ -144,10 +144,10 @@ static void test_delivered(void **state)
     assert_string_equal(str("domain"), "Example.NET");
     assert_string_equal(str("site"), "mx1.example.net");
     assert_string_equal(str("mx_host"), "mx1.example.net");
-    assert_string_equal(str("mx_ip"), "192.0.2.25");
+    assert_string_equal(str("mx_ip"), "127.0.93.25");
     assert_int_equal(num("mx_port"), 25);
     assert_string_equal(str("egress_source"), "default");
-    assert_string_equal(str("egress_ip"), "198.51.100.7");
+    assert_string_equal(str("egress_ip"), "127.0.93.7");
     assert_int_equal(num("attempt"), 1);
     assert_int_equal(num("smtp_code"), 250);
     assert_string_equal(str("enhanced_code"), "2.0.0");

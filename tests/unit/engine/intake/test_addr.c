@@ -126,12 +126,12 @@ static void test_rejects(void **state)
     bad("a@example.com.", "empty domain label");
     bad("a@-x.example", "hyphen");
     bad("a@x-.example", "hyphen");
-    bad("a@1.2.3.4", "numeric top-level");
+    bad("a@127.2.3.4", "numeric top-level");
     bad("a@[1.2.3]", "invalid IPv4");
     bad("a@[300.1.1.1]", "invalid IPv4");
     bad("a@[IPv6:zz::1]", "invalid IPv6");
     bad("a@[x400:foo]", "unsupported address literal");
-    bad("a@[1.2.3.4", "unterminated address literal");
+    bad("a@[127.2.3.4", "unterminated address literal");
     bad("\"abc@example.com", "unterminated quoted");
     bad("\"a\"b@example.com", "text after quoted local part");
     bad("\"a\x01\"@example.com", "control");

@@ -41,10 +41,10 @@ static void test_url_parse(void **state)
         unsigned db;
     } cases[] = {
         {"redis://127.0.0.1:6379", 0, "127.0.0.1", 6379, "", 0},
-        {"redis://10.0.0.5", 0, "10.0.0.5", 6379, "", 0},
+        {"redis://127.0.0.25", 0, "127.0.0.25", 6379, "", 0},
         {"redis://localhost:7000/3", 0, "localhost", 7000, "", 3},
         {"redis://cache.internal/", 0, "cache.internal", 6379, "", 0},
-        {"redis://:s3cret@10.0.0.5:6380/15", 0, "10.0.0.5", 6380, "s3cret", 15},
+        {"redis://:s3cret@127.0.0.25:6380/15", 0, "127.0.0.25", 6380, "s3cret", 15},
         {"redis://user:pw@h:1", 0, "h", 1, "pw", 0},
         {"redis://:p@ss:w@rd@h", 0, "h", 6379, "p@ss:w@rd", 0},
         {"redis://:@h", 0, "h", 6379, "", 0},

@@ -49,6 +49,8 @@ struct imsg {
     bool has_job;
     struct build_ctx *campaign;  /* cached campaign, not owned */
     struct build_waiter waiter;
+    enum { LOAD_OK, LOAD_MISSING, LOAD_OVERSIZED } load; /* how the job copy went */
+    size_t job_len;                  /* the job's size as read */
     struct buf body;
     struct dlv_msg dm;
     struct dlv_rcpt *rcpts;
@@ -713,7 +715,7 @@ static void intake__on_idem(struct rds *r, const struct rds_reply *reply, void *
 }
 
 /* A freshly read entry: parse, then check idempotency, campaign, timing. */
-static void intake__admit(struct imsg *im, bool has_payload);
+static void intake__admit(struct imsg *im);
 
 static void intake__on_still_pending(struct rds *r, const struct rds_reply *reply, void *arg)
 {
@@ -721,7 +723,7 @@ static void intake__on_still_pending(struct rds *r, const struct rds_reply *repl
     struct imsg *im = arg;
     if (reply && rds_reply_type(reply) == RDS_ARRAY && rds_reply_len(reply) == 1) {
         im->in->stats.read++;
-        intake__admit(im, true);
+        intake__admit(im);
         return;
     }
     /* settled meanwhile (or unknown): it must not be delivered again */
@@ -729,10 +731,10 @@ static void intake__on_still_pending(struct rds *r, const struct rds_reply *repl
     intake__release(im);
 }
 
-/* An entry read from our own pending history: the read may have crossed a settle of the same
- * entry on the other connection, so confirm it is still ours and pending first. */
-static void intake__accept_history(struct intake *in, int stream, const char *id, size_t idlen,
-                                   const char *payload, size_t plen)
+/* Takes a free slot for a stream entry and copies its job in (a too large one: a prefix, for
+ * the dead letter). */
+static struct imsg *intake__take_slot(struct intake *in, int stream, const char *id, size_t idlen,
+                                      const char *payload, size_t plen)
 {
     struct imsg *im = in->free_slots;
     in->free_slots = im->next;
@@ -744,11 +746,22 @@ static void intake__accept_history(struct intake *in, int stream, const char *id
     im->stream = stream;
     snprintf(im->entry_id, sizeof im->entry_id, "%.*s", (int)idlen, id);
     buf_clear(&im->raw);
-    if (!payload || buf_append(&im->raw, payload, plen) != 0) {
-        in->stats.read++;
-        intake__admit(im, false);
-        return;
+    im->load = payload ? LOAD_OK : LOAD_MISSING;
+    im->job_len = plen;
+    if (payload && buf_append(&im->raw, payload, plen) != 0) {
+        im->load = LOAD_OVERSIZED;
+        size_t keep = plen < 65536 ? plen : 65536;
+        buf_append(&im->raw, payload, keep < im->raw.max ? keep : im->raw.max);
     }
+    return im;
+}
+
+/* An entry read from our own pending history: the read may have crossed a settle of the same
+ * entry on the other connection, so confirm it is still ours and pending first. */
+static void intake__accept_history(struct intake *in, int stream, const char *id, size_t idlen,
+                                   const char *payload, size_t plen)
+{
+    struct imsg *im = intake__take_slot(in, stream, id, idlen, payload, plen);
     const char *av[] = {"XPENDING", in->keys[stream], "salvo", im->entry_id, im->entry_id, "1",
                         in->cfg.instance};
     if (rds_commandv(in->cmd, intake__on_still_pending, im, 7, av) != 0)
@@ -758,42 +771,27 @@ static void intake__accept_history(struct intake *in, int stream, const char *id
 static void intake__accept(struct intake *in, int stream, const char *id, size_t idlen,
                            const char *payload, size_t plen)
 {
-    struct imsg *im = in->free_slots;
-    in->free_slots = im->next;
-    im->next = NULL;
-    in->in_mem++;
-    if (stream == K_TX)
-        in->in_mem_tx++;
+    struct imsg *im = intake__take_slot(in, stream, id, idlen, payload, plen);
     in->stats.read++;
-    im->state = IM_READ;
-    im->stream = stream;
-    snprintf(im->entry_id, sizeof im->entry_id, "%.*s", (int)idlen, id);
-    buf_clear(&im->raw);
-    bool ok = payload && buf_append(&im->raw, payload, plen) == 0;
-    if (!payload) {
-        intake__admit(im, false);
-    } else if (!ok) {
-        /* keep a prefix for the dead letter, so an operator can still see what it was */
-        char detail[200];
-        snprintf(detail, sizeof detail, "job is %zu bytes, more than limits.max_job_bytes (%zu)",
-                 plen, im->raw.max);
-        buf_clear(&im->raw);
-        buf_append(&im->raw, payload, plen < 65536 ? plen : 65536);
-        intake__reject(im, "oversized", detail, true);
-    } else {
-        intake__admit(im, true);
-    }
+    intake__admit(im);
 }
 
 /* The raw job is in im->raw: parse, then check idempotency, campaign, timing. */
-static void intake__admit(struct imsg *im, bool has_payload)
+static void intake__admit(struct imsg *im)
 {
     struct intake *in = im->in;
     buf_clear(&im->body);
     im->deadline_ms = 0;
     im->dm = (struct dlv_msg){0};
-    if (!has_payload) {
+    if (im->load == LOAD_MISSING) {
         intake__reject(im, "missing_field", "stream entry has no 'job' field", true);
+        return;
+    }
+    if (im->load == LOAD_OVERSIZED) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "job is %zu bytes, more than limits.max_job_bytes (%zu)",
+                 im->job_len, im->raw.max);
+        intake__reject(im, "oversized", detail, true);
         return;
     }
     struct job_error je = {0};

@@ -105,6 +105,14 @@ int shaping_parse(const char *json, size_t len, struct shaping_rules **out, char
                   size_t errlen);
 void shaping_free(struct shaping_rules *r);
 
+/* The file's adaptive backoff rules ("backoff_rules", schedulers/backoff.h) and warm-up plans
+ * ("warmup_plans", schedulers/warmup.h); NULL when the file has none (or r is NULL). They
+ * belong to r. */
+struct backoff_rules;
+struct warmup_plans;
+const struct backoff_rules *shaping_backoff(const struct shaping_rules *r);
+const struct warmup_plans *shaping_warmup(const struct shaping_rules *r);
+
 /* Replaces the built-in level with base, labelled label (e.g. "config" when the engine's own
  * configuration supplies the starting values). label is copied. 0, or -1 on no memory. */
 int shaping_set_base(struct shaping_rules *r, const struct shaping_limits *base,

@@ -6,7 +6,9 @@
 
 #include <stdint.h>
 
+#include "schedulers/backoff.h"
 #include "schedulers/shaping.h"
+#include "schedulers/warmup.h"
 
 /* One level of the precedence chain: the fields it sets (a bit per enum shaping_field, so an
  * unset field is distinguishable from one set to 0) and their values. */
@@ -54,6 +56,8 @@ struct shaping_rules {
     unsigned ndomains;
     struct shaping_source *sources;
     unsigned nsources;
+    struct backoff_rules *backoff;   /* "backoff_rules", or NULL */
+    struct warmup_plans *warmup;     /* "warmup_plans", or NULL */
 };
 
 /* What the parser and the resolver need to know about each field, from SHAPING_FIELDS. */

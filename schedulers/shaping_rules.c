@@ -444,6 +444,16 @@ static int rules__root(struct rules__ctx *c, json_t *root)
         if (strcmp(key, "comment") == 0) {
             if (!json_is_string(v))
                 return rules__fail(c, p, "expected a string");
+        } else if (strcmp(key, "backoff_rules") == 0 || strcmp(key, "warmup_plans") == 0) {
+            /* parsed by their own modules, from their own text */
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            char e2[RULES_PATH_MAX + 256] = "";
+            int rc = !text ? -1
+                     : key[0] == 'b' ? backoff_parse(text, strlen(text), &r->backoff, e2, sizeof e2)
+                                     : warmup_parse(text, strlen(text), &r->warmup, e2, sizeof e2);
+            free(text);
+            if (rc != 0)
+                return rules__fail(c, "", "%s", e2[0] ? e2 : "out of memory");
         } else if (strcmp(key, "defaults") != 0 && strcmp(key, "providers") != 0 &&
                    strcmp(key, "domains") != 0 && strcmp(key, "sources") != 0) {
             return rules__fail(c, p, "unknown field");
@@ -553,7 +563,13 @@ void shaping_free(struct shaping_rules *r)
         rules__free_domains(s->domains, s->ndomains);
     }
     free(r->sources);
+    backoff_free(r->backoff);
+    warmup_free(r->warmup);
     free(r->defaults.label);
     free(r->base_label);
     free(r);
 }
+
+const struct backoff_rules *shaping_backoff(const struct shaping_rules *r) { return r ? r->backoff : NULL; }
+
+const struct warmup_plans *shaping_warmup(const struct shaping_rules *r) { return r ? r->warmup : NULL; }

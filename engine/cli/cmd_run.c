@@ -10,6 +10,7 @@
 
 #include "engine/cli/cli.h"
 #include "engine/config/config.h"
+#include "engine/coord/coord.h"
 #include "engine/intake/intake.h"
 #include "engine/util/log.h"
 #include "engine/worker/worker.h"
@@ -23,6 +24,8 @@ static void run__on_signal(int sig)
     else
         run__stop++;
 }
+
+static void run__on_holds(void *arg) { dlv_holds_changed(arg); }
 
 static void run__usage(FILE *f)
 {
@@ -155,6 +158,24 @@ int cmd_run(int argc, char **argv)
         config_fini(&cfg);
         return CLI_EX_CONFIG;
     }
+    /* cluster-wide limits, warm-up budgets and shared holds live in the same Redis */
+    struct coord *co = NULL;
+    struct coord_config cc;
+    coord_config_defaults(&cc);
+    cc.redis_url = cfg.intake.redis_url;
+    cc.prefix = cfg.intake.prefix;
+    cc.instance = cfg.intake.instance;
+    cc.holds = dlv_holds(w.dlv);
+    cc.on_holds = run__on_holds;
+    cc.arg = w.dlv;
+    if (coord_create(&co, w.ring, &cc, &why) != 0) {
+        fprintf(stderr, "salvo run: %s\n", why ? why : "cannot start the coordinator");
+        intake_destroy(in);
+        worker_fini(&w);
+        config_fini(&cfg);
+        return CLI_EX_CONFIG;
+    }
+    dlv_set_coord(w.dlv, co);
     struct sigaction sa = {0};
     sa.sa_handler = run__on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -216,6 +237,8 @@ int cmd_run(int argc, char **argv)
         }
     }
     worker_drain(&w, 2000);
+    dlv_set_coord(w.dlv, NULL);
+    coord_destroy(co);
     intake_destroy(in);
     worker_fini(&w);
     config_fini(&cfg);

@@ -15,6 +15,7 @@
 
 #include "engine/redis/rds.h"
 #include "engine/ring/ring.h"
+#include "schedulers/warmup.h"
 
 enum cf_type { CF_UINT, CF_SIZE, CF_U16, CF_BOOL, CF_STR, CF_DOUBLE, CF_TLS, CF_ROUTES, CF_UINT_LIST, CF_SOURCES, CF_POOLS };
 
@@ -344,6 +345,17 @@ static int cf__apply(struct salvo_config *c, const struct cf_field *f, json_t *v
                         strpbrk(json_string_value(vv), " \t\r\n<>"))
                         return cf__err(err, errlen, "%s.%s.ehlo: expected a host name", f->path, k);
                     snprintf(src->ehlo, sizeof src->ehlo, "%s", json_string_value(vv));
+                } else if (strcmp(kk, "warmup") == 0) {
+                    json_t *plan = json_object_get(vv, "plan"), *start = json_object_get(vv, "start");
+                    if (!json_is_object(vv) || json_object_size(vv) != 2 || !json_is_string(plan) ||
+                        !*json_string_value(plan) ||
+                        strlen(json_string_value(plan)) >= sizeof src->warmup_plan ||
+                        !json_is_string(start) ||
+                        warmup_date_parse(json_string_value(start), &src->warmup_start_day) != 0)
+                        return cf__err(err, errlen,
+                                       "%s.%s.warmup: expected {\"plan\": \"name\", \"start\": \"YYYY-MM-DD\"}",
+                                       f->path, k);
+                    snprintf(src->warmup_plan, sizeof src->warmup_plan, "%s", json_string_value(plan));
                 } else {
                     return cf__err(err, errlen, "unknown field '%s.%s.%s'", f->path, k, kk);
                 }

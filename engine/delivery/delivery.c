@@ -2,6 +2,7 @@
  * Every destination's work is driven by dest__pump(), always from a deferred callback, so
  * results reported inside one session callback never re-enter another session. */
 #include "engine/delivery/delivery.h"
+#include "engine/delivery/dlv_priv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,112 +15,7 @@
 #include "engine/smtp/smtp_data.h"
 #include "engine/util/log.h"
 
-#define DLV_BUCKETS 4096
-#define DLV_TLS_BROKEN_SLOTS 256
 
-struct dlv_txn {
-    struct smtp_txn t;
-    struct dlv_msg *msg;
-    struct dlv_dest *dest;
-    struct dlv_txn *next;
-};
-
-enum dest_state { DEST_IDLE, DEST_RESOLVING, DEST_ACTIVE };
-
-/* What destinations sharing limits share: a provider (by rule) or an MX host set (rollup). */
-struct dlv_site {
-    char key[720];
-    struct dlv_site *hnext;
-    unsigned refs;                   /* destinations pointing here */
-    unsigned nconns;                 /* open connections, all its destinations together */
-    struct gcra msg[SHAPING_MSG_BUCKETS];
-    struct gcra conn;
-    struct dlv_dest *waiters;        /* destinations blocked by its connection limit */
-    double window;                   /* concurrency feedback: connections it takes now (0 = full) */
-};
-
-struct dlv_conn;
-
-struct dlv_dest {
-    char domain[DNS_NAME_MAX];
-    unsigned src;                    /* egress source index: a queue is (source, domain) */
-    struct dlv_dest *hnext;
-    struct dlv *d;
-    enum dest_state state;
-    const struct dlv_route *route;
-    struct dns_result *hosts;
-    unsigned host_idx, addr_idx;     /* MX walk cursor */
-    struct dlv_txn *q_head, *q_tail;
-    unsigned queued;
-    struct dlv_conn *conns;
-    unsigned nconns, nconnecting;
-    struct ring_defer pump;
-    struct smtp_outcome last_fail;   /* most recent host failure, for the queue if all fail */
-    uint64_t retry_after_ms;         /* whole-destination backoff (monotonic) */
-    uint64_t last_used_ms;           /* for freeing destinations nobody sends to any more */
-    bool shaped;                     /* lim/site resolved (after DNS) */
-    struct shaping_limits lim;
-    struct gcra_rate msg_rates[SHAPING_MSG_BUCKETS], conn_rate;
-    struct smtp_session_config scfg; /* session settings with this destination's timeouts */
-    enum tls_policy tls;
-    struct dlv_site *site;
-    uint64_t throttled_until_ms;     /* message rate exhausted for longer than we wait in memory */
-    struct ring_timer wake;          /* short waits for a rate token */
-    bool site_waiting;               /* on site->waiters */
-    double rate;                     /* transactions finished per second (smoothed) */
-    unsigned fail_streak;            /* whole-destination failures in a row (backoff doubles) */
-    uint64_t win_start_ms;
-    unsigned win_count;
-    struct dlv_dest *site_wait_next;
-    struct smtp_conn_info last_conn;
-};
-
-struct dlv_conn {
-    struct smtp_session s;
-    struct dlv_dest *dest;
-    struct dlv_site *site;           /* the site this connection counts against */
-    struct dlv_conn *next;
-    unsigned host_idx, addr_idx;
-    bool ready_once, plaintext_retry;
-    unsigned msgs;
-};
-
-struct tls_broken {
-    char addr[64];
-    uint64_t until_ms;
-};
-
-struct dlv {
-    struct ring *ring;
-    struct dns *dns;
-    struct dlv_config cfg;
-    struct dlv_dest *buckets[DLV_BUCKETS];
-    struct dlv_txn *txns, *free_txns;
-    unsigned nconns;
-    bool shutting_down;
-    struct tls_broken broken[DLV_TLS_BROKEN_SLOTS];
-    unsigned broken_next;
-    struct dlv_msg *done_head, *done_tail; /* messages whose on_done is due */
-    struct ring_defer done_defer;
-    struct ring_timer sweep;
-    unsigned ndests;
-    struct dlv_site *sites[DLV_BUCKETS];
-    struct dlv_source sources[DLV_MAX_SOURCES];
-    unsigned nsources;
-    struct dlv_pool pools[DLV_MAX_POOLS];
-    int wrr[DLV_MAX_POOLS][DLV_POOL_MAX]; /* smooth weighted round robin state */
-    unsigned npools, default_pool;
-    bool explicit_sources;
-    struct dlv_stats stats;
-};
-
-#define DLV_SWEEP_MS 30000
-/* A destination may queue what it sends in this many seconds, and at least
- * max_queued_per_dest transactions; more waits in the retry set (head-of-line protection). */
-#define DLV_QUEUE_SECONDS 5
-#define DLV_DEST_IDLE_MS 60000
-
-static void dest__schedule(struct dlv_dest *dest);
 static void dlv__txn_finish(struct dlv *d, struct dlv_txn *t, const struct smtp_conn_info *ci);
 static void dest__hint(const struct dlv_dest *dest, struct dlv_rcpt *rc);
 static void dest__on_wake(struct ring_timer *t);
@@ -249,6 +145,15 @@ static unsigned dlv__hash(const char *s)
     return h;
 }
 
+struct dlv_dest *dlv__dest_find(struct dlv *d, const char *domain, unsigned src)
+{
+    unsigned b = (dlv__hash(domain) + src * 2654435761u) % DLV_BUCKETS;
+    for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
+        if (x->src == src && strcmp(x->domain, domain) == 0)
+            return x;
+    return NULL;
+}
+
 static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len, unsigned src)
 {
     char key[DNS_NAME_MAX];
@@ -259,11 +164,11 @@ static struct dlv_dest *dlv__dest(struct dlv *d, const char *domain, size_t len,
     key[len] = '\0';
     if (len && key[len - 1] == '.')
         key[--len] = '\0';
+    struct dlv_dest *x = dlv__dest_find(d, key, src);
+    if (x)
+        return x;
     unsigned b = (dlv__hash(key) + src * 2654435761u) % DLV_BUCKETS;
-    for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
-        if (x->src == src && strcmp(x->domain, key) == 0)
-            return x;
-    struct dlv_dest *x = calloc(1, sizeof *x);
+    x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
     memcpy(x->domain, key, len + 1);
@@ -306,6 +211,7 @@ static void dlv__on_sweep(struct ring_timer *t)
             pp = &x->hnext;
         }
     }
+    backoff_table_expire(d->holds, now);
     ring_timer_arm(d->ring, &d->sweep, DLV_SWEEP_MS);
 }
 
@@ -327,7 +233,6 @@ static void dlv__mark_tls_broken(struct dlv *d, const char *addr)
 
 /* ---------------------------------------------------------------- shaping */
 
-#define DLV_RATE_WAIT_MAX_MS 2000 /* longer waits for a rate token go back to the retry set */
 
 static struct dlv_site *dlv__site_get(struct dlv *d, const char *key)
 {
@@ -438,6 +343,8 @@ static void dest__shape(struct dlv_dest *dest)
     char key[700];
     int kl = snprintf(key, sizeof key, "%s|", src->name);
     const char *prov = d->cfg.shaping ? shaping_provider_of(d->cfg.shaping, dest->domain, mx, n) : NULL;
+    dest->provider = prov;
+    dest->hold_none = false;
     if (prov) {
         snprintf(key + kl, sizeof key - (size_t)kl, "provider:%s", prov);
     } else if (n == 0) {
@@ -495,6 +402,7 @@ static void site__feedback(struct dlv_site *x, unsigned max, bool ok)
 static void dest__hint(const struct dlv_dest *dest, struct dlv_rcpt *rc)
 {
     rc->source_name = dest->d->sources[dest->src].name;
+    rc->warmup_note = dest->d->wu_note[dest->src][0] ? dest->d->wu_note[dest->src] : NULL;
     if (!dest->shaped || !dest->d->cfg.shaping)
         return;
     rc->nretry = dest->lim.nretry;
@@ -510,17 +418,29 @@ static void dest__on_wake(struct ring_timer *t)
     dest__schedule(dest);
 }
 
+/* Everything queued bounces: a backoff rule's bounce action. */
+static void dest__bounce_queue(struct dlv_dest *dest, const char *why)
+{
+    struct smtp_outcome o = {0};
+    o.phase = FAIL_PHASE_LOCAL;
+    o.transport = FAIL_T_LOCAL_PERM;
+    snprintf(o.enhanced, sizeof o.enhanced, "5.7.1");
+    o.enh_class = 5, o.enh_subject = 7, o.enh_detail = 1;
+    snprintf(o.text, sizeof o.text, "%s", why);
+    dest__fail_queue(dest, &o, NULL);
+}
+
 /* The message rate is exhausted for a while: queued work goes back to the retry set with the
  * time it may go, instead of holding memory (DESIGN §2). */
-static void dest__throttle(struct dlv_dest *dest, uint64_t wait_ms)
+static void dest__throttle(struct dlv_dest *dest, uint64_t wait_ms, const char *why)
 {
     struct dlv *d = dest->d;
     dest->throttled_until_ms = ring_now_ms(d->ring) + wait_ms;
+    snprintf(dest->throttle_why, sizeof dest->throttle_why, "%.299s", why);
     struct smtp_outcome o = {0};
     o.phase = FAIL_PHASE_LOCAL;
     o.transport = FAIL_T_LOCAL_TEMP;
-    snprintf(o.text, sizeof o.text, "destination %.255s throttled by its message rate limit; next slot in %llu ms",
-             dest->domain, (unsigned long long)wait_ms);
+    snprintf(o.text, sizeof o.text, "%s", why);
     struct dlv_txn *t = dest->q_head;
     dest->q_head = dest->q_tail = NULL;
     dest->queued = 0;
@@ -733,25 +653,30 @@ static void conn__give_work(struct dlv_conn *c)
     }
     if (!dest->q_head)
         return;
-    if (dest->shaped && dest->site) {
-        uint64_t ra_us = 0;
-        if (!gcra_take_all(dest->site->msg, dest->msg_rates, SHAPING_MSG_BUCKETS, dlv__now_us(d), 1, &ra_us)) {
-            uint64_t ra_ms = ra_us / 1000 + 1;
-            if (ra_ms <= DLV_RATE_WAIT_MAX_MS)
-                ring_timer_arm(d->ring, &dest->wake, ra_ms);
-            else
-                dest__throttle(dest, ra_ms);
-            return;
-        }
+    uint64_t wait_ms = 0;
+    char why[SMTP_OUTCOME_TEXT_MAX];
+    switch (gate_txn(dest, &wait_ms, why, sizeof why)) {
+    case GATE_GO:
+        break;
+    case GATE_WAIT:
+        if (!ring_timer_armed(&dest->wake))
+            ring_timer_arm(d->ring, &dest->wake, wait_ms ? wait_ms : 1);
+        return;
+    case GATE_DEFER:
+        dest__throttle(dest, wait_ms, why);
+        return;
+    case GATE_BOUNCE:
+        dest__bounce_queue(dest, why);
+        return;
     }
     struct dlv_txn *t = dest__pop(dest);
-    if (!t)
+    if (!t) {
+        gate_txn_untake(dest);
         return;
+    }
     if (smtp_session_submit(&c->s, &t->t) != 0) {
         dest__push_front(dest, t);
-        if (dest->shaped && dest->site) /* the token was not used */
-            for (unsigned i = 0; i < SHAPING_MSG_BUCKETS; i++)
-                gcra_refund(&dest->site->msg[i], &dest->msg_rates[i], dlv__now_us(d), 1);
+        gate_txn_untake(dest); /* the tokens were not used */
     }
 }
 
@@ -777,6 +702,21 @@ static void dest__pump_now(struct ring_defer *df)
     }
     if (dest->state != DEST_ACTIVE)
         return;
+    const struct backoff_hold *h = gate_hold(dest);
+    if (h && h->action != BACKOFF_REDUCE_RATE) {
+        /* suspended or bouncing: nothing starts; idle connections go */
+        uint64_t wait_ms = 0;
+        char why[SMTP_OUTCOME_TEXT_MAX];
+        enum gate g = gate_txn(dest, &wait_ms, why, sizeof why);
+        if (g == GATE_DEFER)
+            dest__throttle(dest, wait_ms, why);
+        else if (g == GATE_BOUNCE)
+            dest__bounce_queue(dest, why);
+        for (struct dlv_conn *c = dest->conns; c; c = c->next)
+            if (smtp_session_ready(&c->s) && !c->s.txn)
+                smtp_session_quit(&c->s);
+        return;
+    }
     for (struct dlv_conn *c = dest->conns; c && dest->queued; c = c->next)
         conn__give_work(c);
     unsigned max_conns = dest__max_conns(dest);
@@ -800,14 +740,27 @@ static void dest__pump_now(struct ring_defer *df)
                 break;
             }
         }
-        if (!dest__connect(dest))
+        uint64_t lease_wait = 0;
+        if (!gate_conn_take(dest, &lease_wait)) {
+            if (dest->shaped && dest->site && dest->conn_rate.emission_us)
+                gcra_refund(&dest->site->conn, &dest->conn_rate, dlv__now_us(d), 1);
+            if (!ring_timer_armed(&dest->wake))
+                ring_timer_arm(d->ring, &dest->wake, lease_wait ? lease_wait : 1);
             break;
+        }
+        bool leased = d->coord && dest->shaped && !dest->lim.replica_local && dest->site;
+        if (!dest__connect(dest)) {
+            if (leased)
+                gate_conn_release(d, dest->site);
+            break;
+        }
+        dest->conns->leased = leased;
     }
     if (dest->queued && dest->nconns == 0 && dest__exhausted(dest))
         dest__give_up(dest);
 }
 
-static void dest__schedule(struct dlv_dest *dest)
+void dest__schedule(struct dlv_dest *dest)
 {
     dest->pump.fn = dest__pump_now;
     ring_defer(dest->d->ring, &dest->pump);
@@ -839,10 +792,16 @@ static void conn__on_txn_done(struct smtp_session *s, struct smtp_txn *txn)
     c->msgs++;
     struct dlv_dest *dest = c->dest;
     bool delivered = false, pushback = false;
+    const struct smtp_outcome *first_fail = NULL;
     for (struct smtp_rcpt *r = txn->rcpts; r; r = r->next) {
         delivered |= r->outcome.ok;
         pushback |= r->outcome.code == 421;
+        if (!r->outcome.ok && r->outcome.code >= 400 && !first_fail)
+            first_fail = &r->outcome;
     }
+    if (first_fail)
+        gate_observe(dest, first_fail);
+    gate_txn_done(dest, txn);
     { /* throughput estimate from transactions really sent: how much queue it can use */
         uint64_t now = ring_now_ms(dest->d->ring);
         dest->win_count++;
@@ -878,6 +837,10 @@ static void conn__on_closed(struct smtp_session *s)
         }
     dest->nconns--;
     d->nconns--;
+    if (c->leased)
+        gate_conn_release(d, c->site);
+    if (s->failed && !c->ready_once)
+        gate_observe(dest, &s->failure);
     if (c->site) {
         c->site->nconns--;
         dlv__site_wake(c->site);
@@ -969,6 +932,12 @@ int dlv_create(struct dlv **out, struct ring *ring, struct dns *dns, const struc
             d->pools[0].weight[i] = 1;
         }
     }
+    if (gate_init(d) != 0) {
+        gate_fini(d);
+        free(d->txns);
+        free(d);
+        return -ENOMEM;
+    }
     d->sweep.on_fire = dlv__on_sweep;
     ring_timer_arm(ring, &d->sweep, DLV_SWEEP_MS);
     *out = d;
@@ -998,21 +967,24 @@ void dlv_destroy(struct dlv *d)
             st = n;
         }
     }
+    gate_fini(d);
     free(d->txns);
     free(d);
 }
 
 /* Smooth weighted round robin (as nginx does it): exact shares, evenly interleaved. */
-static unsigned dlv__pick_source(struct dlv *d, unsigned pool)
+static unsigned dlv__pick_source(struct dlv *d, unsigned pool, uint32_t skip)
 {
     const struct dlv_pool *p = &d->pools[pool];
     if (p->n <= 1)
         return p->n ? p->member[0] : 0;
-    int total = 0, best = 0;
+    int total = 0, best = -1;
     for (unsigned i = 0; i < p->n; i++) {
+        if (skip & (1u << i))
+            continue;
         d->wrr[pool][i] += (int)p->weight[i];
         total += (int)p->weight[i];
-        if (d->wrr[pool][i] > d->wrr[pool][best])
+        if (best < 0 || d->wrr[pool][i] > d->wrr[pool][best])
             best = (int)i;
     }
     d->wrr[pool][best] -= total;
@@ -1026,6 +998,34 @@ static const char *dlv__domain_of(const char *addr, size_t *len)
         return NULL;
     *len = strlen(at + 1);
     return at + 1;
+}
+
+/* Every source of the message's pool is out of warm-up budget: the message waits, unattempted,
+ * until the first of them has budget again. Never bounced, never over a cap. */
+static int dlv__all_out(struct dlv *d, struct dlv_msg *m, uint64_t until_ms)
+{
+    uint64_t now = ring_now_ms(d->ring);
+    m->pending = m->nrcpts;
+    for (unsigned i = 0; i < m->nrcpts; i++) {
+        struct dlv_rcpt *rc = &m->rcpts[i];
+        rc->msg = m;
+        memset(&rc->r.outcome, 0, sizeof rc->r.outcome);
+        memset(&rc->conn, 0, sizeof rc->conn);
+        rc->r.outcome.phase = FAIL_PHASE_LOCAL;
+        rc->r.outcome.transport = FAIL_T_LOCAL_TEMP;
+        snprintf(rc->r.outcome.text, sizeof rc->r.outcome.text,
+                 "every source of the pool reached its warm-up cap; next window in %llu s",
+                 (unsigned long long)((until_ms > now ? until_ms - now : 0) / 1000));
+        rc->r.state = SMTP_RCPT_DONE;
+        rc->not_attempted = true;
+        rc->retry_after_ms = until_ms > now ? (unsigned)(until_ms - now) : 1000;
+        rc->nretry = 0;
+        rc->max_age_s = 0;
+        rc->source_name = NULL;
+        rc->warmup_note = NULL;
+        dlv__finish_rcpt(d, rc, NULL);
+    }
+    return 0;
 }
 
 int dlv_submit(struct dlv *d, struct dlv_msg *m)
@@ -1048,7 +1048,31 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             return -ENOENT;
         pool = p;
     }
-    unsigned src = dlv__pick_source(d, pool);
+    /* warming sources known to be out of budget for the (first) recipient's domain sit out */
+    uint32_t skip = 0;
+    uint64_t soonest = 0;
+    size_t dl0;
+    const char *dom0 = dlv__domain_of(m->rcpts[0].r.addr, &dl0);
+    char norm[DNS_NAME_MAX];
+    if (d->coord && dom0 && dl0 < sizeof norm) {
+        for (size_t k = 0; k < dl0; k++)
+            norm[k] = (char)tolower((unsigned char)dom0[k]);
+        norm[dl0] = '\0';
+        if (dl0 && norm[dl0 - 1] == '.')
+            norm[dl0 - 1] = '\0';
+        const struct dlv_pool *p = &d->pools[pool];
+        for (unsigned k = 0; k < p->n; k++) {
+            uint64_t until;
+            if (gate_source_out(d, norm, p->member[k], &until)) {
+                skip |= 1u << k;
+                if (!soonest || until < soonest)
+                    soonest = until;
+            }
+        }
+        if (p->n && skip == (1u << p->n) - 1)
+            return dlv__all_out(d, m, soonest);
+    }
+    unsigned src = dlv__pick_source(d, pool, skip);
 
     struct smtp_msg_info info;
     smtp_msg_scan(m->body, m->body_len, &info);
@@ -1061,6 +1085,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
         m->rcpts[i].nretry = 0;
         m->rcpts[i].max_age_s = 0;
         m->rcpts[i].source_name = d->sources[src].name;
+        m->rcpts[i].warmup_note = NULL;
         m->rcpts[i].r.state = SMTP_RCPT_PENDING;
         m->rcpts[i].r.next = NULL;
         memset(&m->rcpts[i].conn, 0, sizeof m->rcpts[i].conn);
@@ -1087,13 +1112,38 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
         dest->last_used_ms = ring_now_ms(d->ring);
         const char *refuse = NULL;
         char why[SMTP_OUTCOME_TEXT_MAX];
-        if (dest->retry_after_ms > ring_now_ms(d->ring)) {
+        const struct backoff_hold *hold = dest->shaped ? gate_hold(dest) : NULL;
+        if (hold && hold->action != BACKOFF_REDUCE_RATE) {
+            uint64_t wait_ms = 0;
+            if (gate_txn(dest, &wait_ms, why, sizeof why) == GATE_BOUNCE) {
+                for (unsigned j = i; j < m->nrcpts; j++) {
+                    struct dlv_rcpt *o = &m->rcpts[j];
+                    size_t ol;
+                    const char *od;
+                    if (o->r.state != SMTP_RCPT_PENDING || !(od = dlv__domain_of(o->r.addr, &ol)) ||
+                        dlv__dest(d, od, ol, src) != dest)
+                        continue;
+                    memset(&o->r.outcome, 0, sizeof o->r.outcome);
+                    o->r.outcome.phase = FAIL_PHASE_LOCAL;
+                    o->r.outcome.transport = FAIL_T_LOCAL_PERM;
+                    snprintf(o->r.outcome.enhanced, sizeof o->r.outcome.enhanced, "5.7.1");
+                    o->r.outcome.enh_class = 5, o->r.outcome.enh_subject = 7, o->r.outcome.enh_detail = 1;
+                    snprintf(o->r.outcome.text, sizeof o->r.outcome.text, "%s", why);
+                    o->r.state = SMTP_RCPT_DONE;
+                    dest__hint(dest, o);
+                    dlv__finish_rcpt(d, o, NULL);
+                }
+                continue;
+            }
+            dest->throttled_until_ms = ring_now_ms(d->ring) + wait_ms;
+            snprintf(dest->throttle_why, sizeof dest->throttle_why, "%.299s", why);
+            refuse = why;
+        } else if (dest->retry_after_ms > ring_now_ms(d->ring)) {
             snprintf(why, sizeof why, "destination %.255s is backing off after: %.600s", dest->domain,
                      dest->last_fail.text);
             refuse = why;
         } else if (dest->throttled_until_ms > ring_now_ms(d->ring)) {
-            snprintf(why, sizeof why, "destination %.255s throttled by its message rate limit",
-                     dest->domain);
+            snprintf(why, sizeof why, "%s", dest->throttle_why);
             refuse = why;
         } else if (dest->queued >= d->cfg.max_queued_per_dest &&
                    dest->queued >= (unsigned)(dest->rate * DLV_QUEUE_SECONDS)) {
@@ -1184,8 +1234,20 @@ void dlv_abort_all(struct dlv *d)
                 smtp_session_abort(&c->s, "shutting down");
 }
 
+void dlv_set_coord(struct dlv *d, struct coord *c) { d->coord = c; }
+
+void dlv_kick_all(struct dlv *d)
+{
+    for (unsigned b = 0; b < DLV_BUCKETS; b++)
+        for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)
+            if (x->queued)
+                dest__schedule(x);
+}
+
 void dlv_set_shaping(struct dlv *d, const struct shaping_rules *rules)
 {
+    if (shaping_backoff(rules) != shaping_backoff(d->cfg.shaping))
+        backoff_tracker_reset(d->tracker); /* rule indexes changed */
     d->cfg.shaping = rules;
     for (unsigned b = 0; b < DLV_BUCKETS; b++)
         for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext)

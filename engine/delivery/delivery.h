@@ -16,6 +16,7 @@
 #include "engine/dns/dns.h"
 #include "engine/ring/ring.h"
 #include "engine/smtp/smtp_session.h"
+#include "schedulers/backoff.h"
 #include "schedulers/failure_policy.h"
 #include "schedulers/shaping.h"
 
@@ -38,6 +39,8 @@ struct dlv_source {
     struct sockaddr_storage addr;   /* port 0 */
     socklen_t addr_len;
     char ehlo[256];                 /* "" = the configured ehlo_name */
+    char warmup_plan[64];           /* "" = warm: no warm-up caps */
+    int64_t warmup_start_day;       /* days since 1970-01-01 (UTC) of warm-up day 1 */
 };
 
 /* A weighted set of sources; a message names its pool (or gets the default one). */
@@ -96,6 +99,7 @@ struct dlv_rcpt {
     unsigned retry_s[SHAPING_RETRY_MAX];
     unsigned max_age_s;              /* out: the destination's max age (0 = unknown) */
     const char *source_name;         /* out: the egress source used (NULL before a choice) */
+    const char *warmup_note;         /* out: the source's warm-up ramp is held, and why (or NULL) */
     struct dlv_msg *msg;             /* internal */
 };
 
@@ -129,6 +133,15 @@ void dlv_shutdown(struct dlv *d);
 void dlv_abort_all(struct dlv *d);
 /* Open SMTP connections. */
 unsigned dlv_open_conns(const struct dlv *d);
+/* Cluster-wide limits, warm-up budgets and shared holds (engine/coord): NULL (the default)
+ * keeps every limit per replica and warm-up caps off. The caller keeps c alive until the next
+ * call or dlv_destroy. */
+struct coord;
+void dlv_set_coord(struct dlv *d, struct coord *c);
+/* The holds (suspensions, reduced rates, bounces) in force: backoff rules put theirs here, and
+ * the coordinator those of other replicas; call dlv_holds_changed after changing it. */
+struct backoff_table *dlv_holds(struct dlv *d);
+void dlv_holds_changed(struct dlv *d);
 /* New shaping rules (SIGHUP): limits of every known destination are resolved again; open
  * connections stay. The caller keeps rules alive until the next call or dlv_destroy. */
 void dlv_set_shaping(struct dlv *d, const struct shaping_rules *rules);
@@ -136,6 +149,7 @@ void dlv_set_shaping(struct dlv *d, const struct shaping_rules *rules);
 struct dlv_stats {
     uint64_t conns_opened, conn_failures, tls_fallbacks, txns;
     uint64_t delivered, deferred, bounced;
+    uint64_t holds_triggered;        /* backoff rules that fired */
 };
 void dlv_get_stats(const struct dlv *d, struct dlv_stats *out);
 

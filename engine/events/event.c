@@ -80,6 +80,7 @@ int event_format(const struct event_info *e, int64_t now_ms, uint64_t seq, struc
     jsonw_str(&w, "egress_source", e->egress_source ? e->egress_source
                                    : have_conn && c->source_addr[0] ? "default" : NULL);
     jsonw_str(&w, "egress_ip", have_conn && c->source_addr[0] ? c->source_addr : NULL);
+    jsonw_str(&w, "warmup_hold", e->warmup_hold);
     jsonw_int(&w, "attempt", e->attempt);
     const struct smtp_outcome *o = e->outcome;
     if (o && o->code)

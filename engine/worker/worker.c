@@ -4,6 +4,23 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "schedulers/warmup.h"
+
+/* Every source's warm-up plan must be in the rules file. */
+static int worker__check_plans(const struct salvo_config *cfg, const struct shaping_rules *r,
+                               char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < cfg->dlv.nsources; i++) {
+        const struct dlv_source *s = &cfg->dlv.sources[i];
+        if (s->warmup_plan[0] && !warmup_plan_find(shaping_warmup(r), s->warmup_plan)) {
+            snprintf(err, errlen, "egress.sources.%s.warmup.plan: no plan '%s' in the shaping "
+                     "rules' warmup_plans", s->name, s->warmup_plan);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int worker_init(struct worker *w, struct salvo_config *cfg, char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
@@ -29,7 +46,8 @@ int worker_init(struct worker *w, struct salvo_config *cfg, char *err, size_t er
         w->tls = NULL;
     }
     cfg->dlv.session.tls_ctx = w->tls;
-    if (config_load_shaping(cfg, &w->shaping, err, errlen) != 0) {
+    if (config_load_shaping(cfg, &w->shaping, err, errlen) != 0 ||
+        worker__check_plans(cfg, w->shaping, err, errlen) != 0) {
         worker_fini(w);
         return -1;
     }
@@ -62,6 +80,10 @@ int worker_reload_shaping(struct worker *w, const struct salvo_config *cfg, char
     struct shaping_rules *r = NULL;
     if (config_load_shaping(cfg, &r, err, errlen) != 0)
         return -1;
+    if (worker__check_plans(cfg, r, err, errlen) != 0) {
+        shaping_free(r);
+        return -1;
+    }
     dlv_set_shaping(w->dlv, r);
     if (w->shaping)
         shaping_free(w->shaping);

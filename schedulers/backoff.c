@@ -23,7 +23,7 @@
 
 #define BACKOFF__RULES_MAX 1000
 #define BACKOFF__PATTERN_MAX_BYTES 1024
-#define BACKOFF__REPEAT_MAX 10000       /* product of a pattern's {m,n} bounds: regcomp copies */
+#define BACKOFF__EXPANDED_MAX 20000     /* a pattern's atoms with its repetitions expanded */
 #define BACKOFF__DURATION_MAX_S 604800
 #define BACKOFF__COUNT_MAX 100000
 #define BACKOFF__WINDOW_MAX_S 86400
@@ -183,53 +183,100 @@ static int backoff__uint(struct backoff__ctx *c, json_t *obj, const char *path, 
     return 0;
 }
 
-/* regcomp copies a bounded repetition's operand once per count, so nested bounds multiply
- * ("((a{255}){255}){255}" takes seconds and gigabytes). Bounds anywhere in the pattern are
- * multiplied together, as if nested — an over-estimate that real rules stay far below. */
-static bool backoff__repeat_ok(const char *p)
+/* Skips a bracket expression (p just after its '['): ']' first, after an optional '^', is a
+ * member, and "[:alpha:]", "[.x.]", "[=x=]" end at their own closer. */
+static const char *backoff__bracket(const char *p)
 {
-    uint64_t product = 1;
-    while (*p) {
-        if (*p == '\\') {
-            p += p[1] ? 2 : 1;
-        } else if (*p == '[') {
-            /* A bracket expression: ']' first (after an optional '^') is a member, and
-             * "[:alpha:]", "[.x.]", "[=x=]" end at their own closer. */
-            p++;
-            if (*p == '^')
-                p++;
-            if (*p == ']')
-                p++;
-            while (*p && *p != ']') {
-                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
-                    char close = p[1];
-                    p += 2;
-                    while (*p && !(p[0] == close && p[1] == ']'))
-                        p++;
-                    p += *p ? 2 : 0;
-                } else {
-                    p++;
-                }
-            }
-            p += *p ? 1 : 0;
-        } else if (*p == '{') {
-            p++;
-            uint64_t bound = 0;
-            for (; *p >= '0' && *p <= '9'; p++)
-                bound = bound < 100000 ? bound * 10 + (uint64_t)(*p - '0') : bound;
-            if (*p == ',') {
-                uint64_t upper = 0;
-                for (p++; *p >= '0' && *p <= '9'; p++)
-                    upper = upper < 100000 ? upper * 10 + (uint64_t)(*p - '0') : upper;
-                bound = upper > bound ? upper : bound;
-            }
-            if (bound > 1)
-                product *= bound;
-            if (product > BACKOFF__REPEAT_MAX)
-                return false;
+    if (*p == '^')
+        p++;
+    if (*p == ']')
+        p++;
+    while (*p && *p != ']') {
+        if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+            char close = p[1];
+            for (p += 2; *p && !(p[0] == close && p[1] == ']'); p++)
+                ;
+            p += *p ? 2 : 0;
         } else {
             p++;
         }
+    }
+    return *p ? p + 1 : p;
+}
+
+/* How many copies of its operand glibc's regcomp makes for the repetition at p ("*", "?",
+ * "+", "{m}", "{m,}", "{m,n}"), *pp moved past it; 1 and *pp unmoved if it is none. */
+static uint64_t backoff__copies(const char **pp)
+{
+    const char *p = *pp;
+    if (*p == '*' || *p == '?' || *p == '+') {
+        *pp = p + 1;
+        return *p == '+' ? 2 : 1;       /* a+ is a a* */
+    }
+    if (*p != '{' || !(p[1] == ',' || (p[1] >= '0' && p[1] <= '9')))
+        return 1;
+    uint64_t m = 0, n = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++)
+        m = m < 100000 ? m * 10 + (uint64_t)(*p - '0') : m;
+    n = m;
+    if (*p == ',') {
+        n = 0;
+        bool open = p[1] < '0' || p[1] > '9';
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            n = n < 100000 ? n * 10 + (uint64_t)(*p - '0') : n;
+        if (open)
+            n = m + 1;                  /* a{m,} is m copies and a* */
+    }
+    *pp = *p == '}' ? p + 1 : p;
+    return n > 1 ? n : 1;
+}
+
+/* regcomp copies a repeated operand once per count, so nested repetitions multiply: the
+ * 13 bytes "((a{99}){99}){99}" become a million nodes, and "a++++..." doubles per '+' —
+ * seconds and gigabytes. This estimates the expanded size (every atom 1, a group the sum of
+ * its atoms, a repetition multiplying what it repeats) and refuses more than
+ * BACKOFF__EXPANDED_MAX. */
+static bool backoff__size_ok(const char *p)
+{
+    uint64_t sum[BACKOFF__PATTERN_MAX_BYTES + 1], last[BACKOFF__PATTERN_MAX_BYTES + 1];
+    unsigned depth = 0;
+    sum[0] = last[0] = 0;
+    while (*p) {
+        uint64_t atom = 1;
+        if (*p == '(') {
+            p++;
+            sum[++depth] = 0;
+            last[depth] = 0;
+            continue;
+        }
+        if (*p == ')' && depth > 0) {
+            atom = sum[depth--] + 1;
+            p++;
+        } else if (*p == '[') {
+            p = backoff__bracket(p + 1);
+        } else if (*p == '\\') {
+            p += p[1] ? 2 : 1;
+        } else if (*p == '|') {
+            p++;
+            atom = 0;
+        } else {
+            const char *q = p;
+            uint64_t k = backoff__copies(&q);
+            if (q != p) {
+                /* A repetition: the last atom (already counted once) k times. */
+                sum[depth] += last[depth] * (k - 1);
+                last[depth] *= k;
+                p = q;
+                if (sum[depth] > BACKOFF__EXPANDED_MAX)
+                    return false;
+                continue;
+            }
+            p++;
+        }
+        sum[depth] += atom;
+        last[depth] = atom;
+        if (sum[depth] > BACKOFF__EXPANDED_MAX)
+            return false;
     }
     return true;
 }
@@ -247,9 +294,9 @@ static int backoff__match(struct backoff__ctx *c, json_t *obj, const char *path,
     if (json_string_length(v) > BACKOFF__PATTERN_MAX_BYTES)
         return backoff__fail(c, p, "at most %d bytes", BACKOFF__PATTERN_MAX_BYTES);
     const char *pat = json_string_value(v);
-    if (!backoff__repeat_ok(pat))
-        return backoff__fail(c, p, "repetition counts too large (their product must be at most %d)",
-                             BACKOFF__REPEAT_MAX);
+    if (!backoff__size_ok(pat))
+        return backoff__fail(c, p, "too large once its repetitions are expanded (at most %d)",
+                             BACKOFF__EXPANDED_MAX);
     if (!(ru->pattern = strdup(pat)))
         return backoff__fail(c, "", "out of memory");
     int rc = regcomp(&ru->re, pat, REG_EXTENDED | REG_ICASE | REG_NOSUB);

@@ -235,8 +235,9 @@ static enum gate gate__warmup(struct dlv_dest *dest, uint64_t *wait_ms, char *wh
              "source %s reached its warm-up cap (plan %s, day %" PRId64 ", step %u%s%s); next window in %" PRIu64 " s",
              d->sources[dest->src].name, d->sources[dest->src].warmup_plan, wu.day, wu.step,
              dest->provider ? ", provider " : "", dest->provider ? dest->provider : "", *wait_ms / 1000);
-    if (*wait_ms < 1000)
-        *wait_ms = 1000;
+    /* back to the retry set briefly: on its way out again it goes from another source of its
+     * pool, or waits for the window if they are all out (dlv_submit) */
+    *wait_ms = 1000;
     return GATE_DEFER;
 }
 

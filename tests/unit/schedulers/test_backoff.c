@@ -297,12 +297,29 @@ static void test_parse_errors(void **state)
                       "backoff_rules[1].match: invalid regular expression: *");
     expect_rule_error("'name':'r','match':'[a-','action':'bounce','duration_s':1",
                       "backoff_rules[1].match: invalid regular expression: *");
-    expect_rule_error("'name':'r','match':'((a{100}){100}){2}','action':'bounce','duration_s':1",
-                      "backoff_rules[1].match: repetition counts too large (their product must "
-                      "be at most 10000)");
-    /* Braces in a bracket expression or escaped are no repetition. */
-    struct backoff_rules *r = parse_q("[{'name':'r','match':'[{]999}\\\\{99999} x{2}',"
-                                      "'action':'bounce','duration_s':1}]");
+    /* regcomp copies what a repetition repeats: patterns that would expand past 20000 atoms
+     * (seconds and gigabytes in regcomp) are refused before it sees them. */
+    static const char *const huge[] = {
+        "((a{99}){99}){99}", "(a{100}){201}", "x{20001}", "x{20000,}", "x{,20001}",
+        "S315+++++++++++++++++++++++++++++++0", "(a{100})*+*+*+*+*+*+*+*+", "([ab]{1,150}){150}",
+        "(x|(y{50}){50}){9}",
+    };
+    for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "'name':'r','match':'%s','action':'bounce','duration_s':1",
+                 huge[i]);
+        expect_rule_error(buf, "backoff_rules[1].match: too large once its repetitions are "
+                               "expanded (at most 20000)");
+    }
+    /* Braces in a bracket expression or escaped are no repetition; repetitions side by side
+     * add up, they do not multiply. */
+    struct backoff_rules *r = parse_q(
+        "[{'name':'r','match':'[{]999}[[:alpha:]{]{2}\\\\{99999} x{2} ^4[0-9]{2} ','action':'bounce',"
+        "  'duration_s':1},"
+        " {'name':'s','match':'[0-9]+\\\\.[0-9]+\\\\.[0-9]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ "
+        "[a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ x{9000} y{9000}',"
+        "  'action':'bounce','duration_s':1},"
+        " {'name':'t','match':'(a{99}){190}|(b{10}){10}','action':'bounce','duration_s':1}]");
     backoff_free(r);
     char longpat[1200];
     int n = snprintf(longpat, sizeof longpat, "[{'name':'r','match':'");

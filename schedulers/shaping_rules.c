@@ -482,6 +482,22 @@ static int rules__root(struct rules__ctx *c, json_t *root)
         rules__domains(c, v, "domains", "", &r->domains, &r->ndomains) != 0)
         return -1;
 
+    /* a provider ramp must name a provider of this file (a typo would silently mean no ramp) */
+    for (unsigned i = 0; i < warmup_plans_count(r->warmup); i++) {
+        const struct warmup_plan *pl = warmup_plans_at(r->warmup, i);
+        for (unsigned j = 0; j < warmup_plan_nproviders(pl); j++) {
+            const char *pn = warmup_plan_provider(pl, j);
+            unsigned k = 0;
+            while (k < r->nproviders && strcmp(r->providers[k].name, pn) != 0)
+                k++;
+            if (k == r->nproviders) {
+                char p[RULES_PATH_MAX];
+                snprintf(p, sizeof p, "warmup_plans.%.60s.providers.%.60s", warmup_plan_name(pl), pn);
+                return rules__fail(c, p, "no such provider in \"providers\"");
+            }
+        }
+    }
+
     if ((v = json_object_get(root, "sources"))) {
         if (!json_is_object(v))
             return rules__fail(c, "sources", "expected an object of source names");

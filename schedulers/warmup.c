@@ -393,6 +393,13 @@ const struct warmup_plan *warmup_plan_find(const struct warmup_plans *p, const c
     return bsearch(name, p->plans, p->n, sizeof *p->plans, warmup__plan_key_cmp);
 }
 
+unsigned warmup_plans_count(const struct warmup_plans *p) { return p ? p->n : 0; }
+
+const struct warmup_plan *warmup_plans_at(const struct warmup_plans *p, unsigned i)
+{
+    return p && i < p->n ? &p->plans[i] : NULL;
+}
+
 const char *warmup_plan_name(const struct warmup_plan *plan)
 {
     return plan->name;
@@ -432,6 +439,25 @@ const char *warmup_plan_provider(const struct warmup_plan *plan, unsigned i)
 static bool warmup__leap(int64_t y)
 {
     return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+void warmup_date_format(int64_t day, char out[static 11])
+{
+    /* Howard Hinnant's civil_from_days */
+    int64_t z = day + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
+    if (y < 0 || y > 9999) {
+        snprintf(out, 11, "%s", "0000-00-00");
+        return;
+    }
+    snprintf(out, 11, "%04u-%02u-%02u", (unsigned)y % 10000u, m % 100u, d % 100u);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date: Howard Hinnant's days_from_civil. */

@@ -40,6 +40,9 @@ void warmup_free(struct warmup_plans *p);
 /* The plan named name, or NULL. Valid while p lives. */
 const struct warmup_plan *warmup_plan_find(const struct warmup_plans *p, const char *name);
 const char *warmup_plan_name(const struct warmup_plan *plan);
+/* Every plan, in name order: count, and the i-th (NULL when i >= count). */
+unsigned warmup_plans_count(const struct warmup_plans *p);
+const struct warmup_plan *warmup_plans_at(const struct warmup_plans *p, unsigned i);
 /* Number of daily steps in the plan (the step after the last one is warm). */
 unsigned warmup_plan_steps(const struct warmup_plan *plan);
 /* Whether the plan has a ramp of its own for provider (case-sensitive name). */
@@ -51,6 +54,8 @@ const char *warmup_plan_provider(const struct warmup_plan *plan, unsigned i);
 /* "YYYY-MM-DD" (a real calendar date, 1970..9999) to days since 1970-01-01 (UTC).
  * 0 and *out, or -1. */
 int warmup_date_parse(const char *s, int64_t *out);
+/* The date of a day (days since 1970-01-01) as "YYYY-MM-DD" (years 0..9999). */
+void warmup_date_format(int64_t day, char out[static 11]);
 /* Days since 1970-01-01 of a Unix time (UTC), and the hour of that day (0..23). */
 int64_t warmup_day_of(int64_t unix_s);
 unsigned warmup_hour_of(int64_t unix_s);

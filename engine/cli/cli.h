@@ -28,5 +28,7 @@ int cmd_check_config(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_inject(int argc, char **argv);
 int cmd_shaping(int argc, char **argv);
+/* warmup, holds, suspend, resume (from cmd_shaping) */
+int cmd_shaping_state(int argc, char **argv);
 
 #endif

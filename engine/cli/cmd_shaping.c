@@ -14,7 +14,8 @@
 static void shaping__usage(FILE *f)
 {
     fprintf(f,
-        "Usage: salvo shaping explain DOMAIN [options]\n\n"
+        "Usage: salvo shaping explain DOMAIN [options]\n"
+        "       salvo shaping warmup|holds|suspend|resume ...   (salvo shaping holds --help)\n\n"
         "Prints the limits Salvo applies to mail for DOMAIN and where each value comes from.\n"
         "The domain's MX hosts are looked up (they select the provider block).\n\n"
         "Options:\n"
@@ -57,6 +58,9 @@ int cmd_shaping(int argc, char **argv)
         shaping__usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EX_USAGE : CLI_EX_OK;
     }
+    if (strcmp(argv[1], "warmup") == 0 || strcmp(argv[1], "holds") == 0 ||
+        strcmp(argv[1], "suspend") == 0 || strcmp(argv[1], "resume") == 0)
+        return cmd_shaping_state(argc, argv);
     if (strcmp(argv[1], "explain") != 0) {
         fprintf(stderr, "salvo shaping: unknown subcommand '%s'\n", argv[1]);
         shaping__usage(stderr);

@@ -75,7 +75,7 @@ struct coord {
     struct ent *buckets[COORD_BUCKETS];
     struct ring_timer tick;
     uint64_t next_flush_ms, next_poll_ms, seq;
-    bool polling, warned_down;
+    bool polling, warned_down, polled_once;
     struct coord_stats stats;
 };
 
@@ -766,8 +766,9 @@ static void coord__on_holds(struct rds *r, const struct rds_reply *reply, void *
         }
         json_decref(o);
     }
-    if (changed && c->cfg.on_holds)
+    if ((changed || !c->polled_once) && c->cfg.on_holds)
         c->cfg.on_holds(c->cfg.arg);
+    c->polled_once = true;
 }
 
 static void coord__poll_holds(struct coord *c)
@@ -847,7 +848,8 @@ static void coord__on_up(struct rds *r, void *arg)
         for (struct ent *e = c->buckets[b]; e; e = e->hnext)
             e->inflight = false;
     c->polling = false;
-    c->next_poll_ms = 0;
+    c->next_poll_ms = coord__now(c) + c->cfg.holds_poll_ms;
+    coord__poll_holds(c); /* before any mail goes: holds set while we were away apply */
 }
 
 static void coord__on_down(struct rds *r, void *arg, const char *why)

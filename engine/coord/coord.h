@@ -26,7 +26,7 @@ struct coord_config {
                                         rate (100), 1..64 tokens */
     unsigned holds_poll_ms;          /* how often other replicas' holds are read (1000) */
     struct backoff_table *holds;     /* filled with the holds read from Redis */
-    void (*on_holds)(void *arg);     /* the table changed */
+    void (*on_holds)(void *arg);     /* the table changed, or was read for the first time */
     void *arg;
 };
 void coord_config_defaults(struct coord_config *c);

@@ -436,6 +436,7 @@ static void dest__throttle(struct dlv_dest *dest, uint64_t wait_ms, const char *
 {
     struct dlv *d = dest->d;
     dest->throttled_until_ms = ring_now_ms(d->ring) + wait_ms;
+    dest->throttle_gen = d->hold_gen; /* a throttle that came from a hold ends with it */
     snprintf(dest->throttle_why, sizeof dest->throttle_why, "%.299s", why);
     struct smtp_outcome o = {0};
     o.phase = FAIL_PHASE_LOCAL;
@@ -1113,6 +1114,10 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
         const char *refuse = NULL;
         char why[SMTP_OUTCOME_TEXT_MAX];
         const struct backoff_hold *hold = dest->shaped ? gate_hold(dest) : NULL;
+        uint64_t hold_wait = 0;
+        if (dest->throttled_until_ms && dest->throttle_gen != d->hold_gen &&
+            gate_hold(dest) == NULL)
+            dest->throttled_until_ms = 0; /* the holds changed and none applies now */
         if (hold && hold->action != BACKOFF_REDUCE_RATE) {
             uint64_t wait_ms = 0;
             if (gate_txn(dest, &wait_ms, why, sizeof why) == GATE_BOUNCE) {
@@ -1135,8 +1140,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
                 }
                 continue;
             }
-            dest->throttled_until_ms = ring_now_ms(d->ring) + wait_ms;
-            snprintf(dest->throttle_why, sizeof dest->throttle_why, "%.299s", why);
+            hold_wait = wait_ms;
             refuse = why;
         } else if (dest->retry_after_ms > ring_now_ms(d->ring)) {
             snprintf(why, sizeof why, "destination %.255s is backing off after: %.600s", dest->domain,
@@ -1169,6 +1173,8 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
                 uint64_t until = dest->throttled_until_ms > dest->retry_after_ms ? dest->throttled_until_ms
                                                                                  : dest->retry_after_ms;
                 uint64_t nowm = ring_now_ms(d->ring);
+                if (hold_wait)
+                    until = nowm + hold_wait;
                 o->retry_after_ms = until > nowm ? (unsigned)(until - nowm) : 0;
                 dest__hint(dest, o);
                 dlv__finish_rcpt(d, o, dest->retry_after_ms ? &dest->last_conn : NULL);
@@ -1234,7 +1240,11 @@ void dlv_abort_all(struct dlv *d)
                 smtp_session_abort(&c->s, "shutting down");
 }
 
-void dlv_set_coord(struct dlv *d, struct coord *c) { d->coord = c; }
+void dlv_set_coord(struct dlv *d, struct coord *c)
+{
+    d->coord = c;
+    d->holds_wait_until_ms = c ? ring_now_ms(d->ring) + DLV_HOLDS_FIRST_READ_MS : 0;
+}
 
 void dlv_kick_all(struct dlv *d)
 {

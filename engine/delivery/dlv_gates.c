@@ -16,6 +16,7 @@
 
 #define GATE_RATE_WAIT_MAX_MS 2000   /* longer waits for a rate token go back to the retry set */
 #define GATE_MAX_HOLDS 100000
+#define GATE_HOLD_RECHECK_MS 300000  /* mail waiting out a hold is looked at again this often */
 #define GATE_TRACKER_KEYS 10000
 #define GATE_STATS_TTL_S (3 * 86400)
 
@@ -117,6 +118,7 @@ struct backoff_table *dlv_holds(struct dlv *d) { return d->holds; }
 
 void dlv_holds_changed(struct dlv *d)
 {
+    d->holds_wait_until_ms = 0;
     d->hold_gen++;
     dlv_kick_all(d);
 }
@@ -303,18 +305,28 @@ enum gate gate_txn(struct dlv_dest *dest, uint64_t *wait_ms, char *why, size_t w
     if (!dest->shaped || !dest->site)
         return GATE_GO;
     uint64_t now_ms = ring_now_ms(d->ring), now_us = now_ms * 1000u;
+    if (d->holds_wait_until_ms > now_ms) {
+        *wait_ms = 20;
+        return GATE_WAIT;
+    }
     const struct backoff_hold *h = gate_hold(dest);
     struct gcra_rate reduced = {0};
     if (h) {
         switch (h->action) {
         case BACKOFF_BOUNCE:
-            snprintf(why, whylen, "bounced by backoff rule %s after: %.400s", h->rule, h->reason);
+            snprintf(why, whylen, "bounced by %s%s: %.400s",
+                     strcmp(h->rule, "manual") == 0 ? "hand" : "backoff rule ",
+                     strcmp(h->rule, "manual") == 0 ? "" : h->rule, h->reason);
             return GATE_BOUNCE;
         case BACKOFF_SUSPEND:
         case BACKOFF_SUSPEND_SOURCE:
             *wait_ms = h->until_ms - now_ms;
-            snprintf(why, whylen, "%s suspended for %" PRIu64 " s by backoff rule %s after: %.400s",
-                     h->key + 5, *wait_ms / 1000, h->rule, h->reason);
+            snprintf(why, whylen, "%s suspended for %" PRIu64 " s by %s%s: %.400s", h->key,
+                     *wait_ms / 1000, strcmp(h->rule, "manual") == 0 ? "hand" : "backoff rule ",
+                     strcmp(h->rule, "manual") == 0 ? "" : h->rule, h->reason);
+            /* waiting mail looks again at least this often, so a resume reaches it */
+            if (*wait_ms > GATE_HOLD_RECHECK_MS)
+                *wait_ms = GATE_HOLD_RECHECK_MS;
             return GATE_DEFER;
         case BACKOFF_REDUCE_RATE:
             gcra_rate_set(&reduced, h->rate_per_s, 1000, 0);

@@ -71,6 +71,7 @@ struct dlv_dest {
     bool hold_none;
     uint64_t wu_exhausted_until_ms;  /* its source's warm-up budget is spent until then */
     char throttle_why[300];          /* why it is throttled (until throttled_until_ms) */
+    unsigned throttle_gen;           /* d->hold_gen when it was throttled */
 };
 
 struct dlv_conn {
@@ -115,6 +116,8 @@ struct dlv {
     struct backoff_table *holds;
     struct backoff_tracker *tracker;
     unsigned hold_gen;               /* bumped whenever the holds change */
+    uint64_t holds_wait_until_ms;    /* nothing starts before the shared holds were read once
+                                        (or this time passed) */
     struct dlv_wu_ctx { struct dlv *d; unsigned src; } wu[DLV_MAX_SOURCES];
     char wu_note[DLV_MAX_SOURCES][320];   /* "" or why the source's ramp is held */
 };
@@ -149,6 +152,7 @@ void dlv_kick_all(struct dlv *d);
 void dest__schedule(struct dlv_dest *dest);
 
 #define DLV_SWEEP_MS 30000
+#define DLV_HOLDS_FIRST_READ_MS 5000
 /* A destination may queue what it sends in this many seconds, and at least
  * max_queued_per_dest transactions; more waits in the retry set (head-of-line protection). */
 #define DLV_QUEUE_SECONDS 5

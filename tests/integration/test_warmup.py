@@ -5,6 +5,7 @@ than a warm one in the same pool, and every message still goes."""
 
 import datetime
 import json
+import subprocess
 import time
 
 from intake_fixtures import (SENDER, Events, engine_args, wait_for, wait_heartbeat,
@@ -54,7 +55,16 @@ def delay_count(c):
     return c.zcard("salvo:{p0}:delay")
 
 
-def test_day3_source_sends_exactly_its_cap(net, redis_server, engines, tmp_path):
+def warmup_state(salvo_bin, redis, tmp_path):
+    out = subprocess.run([salvo_bin, "shaping", "warmup", "--config", str(tmp_path / "salvo.json"),
+                          "--redis", redis.url, "--set",
+                          "shaping.file=%s" % (tmp_path / "rules.json"), "--json"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_day3_source_sends_exactly_its_cap(net, redis_server, engines, salvo_bin, tmp_path):
     away_from_midnight()
     addr = net.addr()
     port = net.port(addr)
@@ -62,7 +72,8 @@ def test_day3_source_sends_exactly_its_cap(net, redis_server, engines, tmp_path)
     c, e = start(engines, redis_server, tmp_path,
                  {"w3": {"ip": net.addr(), "warmup": {"plan": "t", "start": utc_date(2)}}},
                  {"p": {"w3": 1}}, [("warm.test", addr, port)],
-                 {"warmup_plans": PLAN})
+                 {"providers": [{"name": "prov", "domain_suffixes": ["prov.test"]}],
+                  "warmup_plans": PLAN})
     for n in range(40):
         xadd_job(c, _job("r%d@warm.test" % n))
     wait_for(lambda: len(sink.messages()) >= 15, GUARD_S, "15 messages at the sink", engines=[e])
@@ -83,6 +94,17 @@ def test_day3_source_sends_exactly_its_cap(net, redis_server, engines, tmp_path)
     due = [s for _, s in c.zrange("salvo:{p0}:delay", 0, -1, withscores=True)]
     midnight_ms = (day + 1) * 86400 * 1000
     assert min(due) >= midnight_ms - 2000, (min(due), midnight_ms)
+    # the state an operator (and the API) reads: day 3, cap 15, all used
+    st = warmup_state(salvo_bin, redis_server, tmp_path)["sources"]
+    assert len(st) == 1, st
+    w3 = st[0]
+    assert (w3["source"], w3["plan"], w3["day"], w3["step"], w3["warm"]) == ("w3", "t", 3, 3, False), w3
+    assert w3["start"] == utc_date(2)
+    glob = [r for r in w3["ramps"] if r["provider"] is None][0]
+    assert (glob["day_cap"], glob["day_used"], glob["day_remaining"]) == (15, 15, 0), glob
+    prov = [r for r in w3["ramps"] if r["provider"] == "prov"][0]
+    assert prov["day_cap"] == 3 and prov["day_used"] == 0, prov
+    assert w3["today"]["other"]["sent"] == 15, w3["today"]
 
 
 def test_provider_ramp_inside_the_global_cap(net, redis_server, engines, tmp_path):
@@ -121,7 +143,8 @@ def test_day1_source_carries_fewer_than_a_warm_one(net, redis_server, engines, t
                  {"new": {"ip": new_ip, "warmup": {"plan": "t", "start": utc_date(0)}},
                   "old": {"ip": old_ip}},
                  {"p": {"new": 1, "old": 1}}, [("mix.test", addr, port)],
-                 {"warmup_plans": PLAN})
+                 {"providers": [{"name": "prov", "domain_suffixes": ["prov.test"]}],
+                  "warmup_plans": PLAN})
     for n in range(40):
         xadd_job(c, _job("r%d@mix.test" % n))
     wait_for(lambda: len(sink.messages()) >= 40, GUARD_S, "all 40 messages at the sink",

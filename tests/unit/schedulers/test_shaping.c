@@ -76,6 +76,12 @@ static void test_parse_errors(void **state)
     expect_error("{\"defaults\": {\"timeouts\": {\"connect_ms\": 0}}}",
                  "defaults.timeouts.connect_ms: must be between 1 and 86400000");
     expect_error("{\"defaults\": {\"timeouts\": 5}}", "defaults.timeouts: expected an object");
+    /* the embedded parts: their own errors, with their paths; ramps name real providers */
+    expect_error("{\"backoff_rules\": 5}", "backoff_rules: *");
+    expect_error("{\"warmup_plans\": {\"p\": {}}}", "warmup_plans.p*");
+    expect_error("{\"providers\": [{\"name\": \"gmail\", \"domain_suffixes\": [\"gmail.com\"]}],"
+                 " \"warmup_plans\": {\"p\": {\"daily\": [5], \"providers\": {\"gmial\": {\"daily\": [1]}}}}}",
+                 "warmup_plans.p.providers.gmial: no such provider in \"providers\"");
     expect_error("{\"defaults\": []}", "defaults: expected an object of limits");
     expect_error("{\"providers\": {}}", "providers: expected an array of providers");
     expect_error("{\"providers\": [{\"mx_suffixes\": [\"a.com\"]}]}", "providers[0].name: required");

@@ -430,6 +430,23 @@ static void test_standard_example(void **state)
     warmup_free(p);
 }
 
+static void test_date_format(void **state)
+{
+    (void)state;
+    char out[11];
+    /* every day from 1970 to 2100 prints as a date that parses back to it */
+    for (int64_t d = 0; d < 47482; d++) {
+        warmup_date_format(d, out);
+        int64_t back = -1;
+        if (warmup_date_parse(out, &back) != 0 || back != d)
+            fail_msg("day %lld -> %s -> %lld", (long long)d, out, (long long)back);
+    }
+    warmup_date_format(0, out);
+    assert_string_equal(out, "1970-01-01");
+    warmup_date_format(20414, out);
+    assert_string_equal(out, "2025-11-22");
+}
+
 static void test_date_parse(void **state)
 {
     (void)state;
@@ -665,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_standard_example),
         cmocka_unit_test(test_date_parse),
+        cmocka_unit_test(test_date_format),
         cmocka_unit_test(test_day_hour),
         cmocka_unit_test(test_day_number_and_step),
         cmocka_unit_test(test_hold),

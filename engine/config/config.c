@@ -60,6 +60,7 @@ static const struct cf_field cf__fields[] = {
     F("limits.max_rcpts_per_job", CF_UINT, intake.job_limits.max_rcpts, 1, 1000, "recipients in one job (default 1000)"),
     F("shutdown_grace_s", CF_UINT, shutdown_grace_s, 0, 3600, "on SIGTERM, time to finish what is in memory (default 30)"),
     F("progress_interval_s", CF_UINT, progress_interval_s, 0, 3600, "log a progress line this often, 0 = never (default 10)"),
+    F("workers", CF_UINT, workers, 0, 256, "salvo run: worker threads, each with its own io_uring and Redis connections (default 0: one per online CPU)"),
     F("dns.servers", CF_STR, dns_servers, 0, 0, "resolvers, \"host:port\" list (string or array; default: the system's)"),
     F("dns.timeout_ms", CF_UINT, dns.timeout_ms, 1, 600000, "per-try DNS timeout (default 2000)"),
     F("dns.tries", CF_UINT, dns.tries, 1, 10, "DNS tries per query (default 2)"),

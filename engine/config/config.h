@@ -35,6 +35,7 @@ struct salvo_config {
     unsigned max_age_s;
     unsigned shutdown_grace_s;
     unsigned progress_interval_s;
+    unsigned workers;                /* salvo run: worker threads (0 = one per online CPU) */
     struct intake_config intake;
     struct dns_config dns;
     struct dlv_config dlv;    /* session timeouts/limits live in dlv.session */

@@ -65,6 +65,7 @@ struct intake {
     struct rds *cmd, *rd;
     char keys[K__COUNT][160];
     char hb_key[200], hb_prefix[160], idem_prefix[160], campaign_prefix[160];
+    struct script_sha sha[SCRIPT__COUNT];
     struct imsg *slots, *free_slots;
     unsigned in_mem, in_mem_tx;
     bool reading, stopping, scripts_loaded, groups_ready;
@@ -537,7 +538,7 @@ static void intake__send_batch(struct intake *in, struct batch *b)
     snprintf(emax, sizeof emax, "%u", in->cfg.events_max);
     snprintf(dmax, sizeof dmax, "%u", in->cfg.dead_max);
     b->argv[k++] = "EVALSHA";
-    b->argv[k++] = scripts[SCRIPT_SETTLE].sha;
+    b->argv[k++] = in->sha[SCRIPT_SETTLE].sha;
     b->argv[k++] = nkeys;
     for (int i = 0; i < K__COUNT; i++)
         b->argv[k++] = in->keys[i];
@@ -1027,15 +1028,13 @@ static void intake__on_client_id(struct rds *r, const struct rds_reply *reply, v
 static void intake__on_script_loaded(struct rds *r, const struct rds_reply *reply, void *arg)
 {
     (void)r;
-    struct script *s = arg;
-    struct intake *in = NULL;
-    (void)in;
+    struct script_sha *s = arg;
     if (reply && rds_reply_type(reply) == RDS_STRING) {
         size_t n;
         const char *sha = rds_reply_str(reply, &n);
         snprintf(s->sha, sizeof s->sha, "%.*s", (int)n, sha);
     } else if (reply) {
-        log_error("SCRIPT LOAD %s: %s", s->name, rds_reply_str(reply, NULL));
+        log_error("SCRIPT LOAD %s: %s", s->s->name, rds_reply_str(reply, NULL));
     }
 }
 
@@ -1046,7 +1045,7 @@ static void intake__on_scripts_done(struct rds *r, const struct rds_reply *reply
     if (!reply)
         return;
     for (int i = 0; i < SCRIPT__COUNT; i++)
-        if (!scripts[i].sha[0])
+        if (!in->sha[i].sha[0])
             return;
     in->scripts_loaded = true;
     log_info("intake: scripts loaded, instance %s", in->cfg.instance);
@@ -1089,9 +1088,10 @@ static void intake__on_up(struct rds *r, void *arg)
     /* Redis may have restarted without its script cache: load every time */
     in->scripts_loaded = false;
     for (int i = 0; i < SCRIPT__COUNT; i++) {
-        scripts[i].sha[0] = '\0';
+        in->sha[i].s = &scripts[i];
+        in->sha[i].sha[0] = '\0';
         const char *av[] = {"SCRIPT", "LOAD", scripts[i].source};
-        rds_commandv(in->cmd, intake__on_script_loaded, &scripts[i], 3, av);
+        rds_commandv(in->cmd, intake__on_script_loaded, &in->sha[i], 3, av);
     }
     const char *ping[] = {"PING"};
     rds_commandv(in->cmd, intake__on_scripts_done, in, 1, ping);
@@ -1154,14 +1154,14 @@ static void intake__on_tick(struct ring_timer *t)
     if (now >= in->next_promote && !in->stopping) {
         char nows[24];
         snprintf(nows, sizeof nows, "%lld", (long long)intake__wall_ms());
-        const char *av[] = {"EVALSHA", scripts[SCRIPT_PROMOTE].sha, "4", in->keys[K_DELAY],
+        const char *av[] = {"EVALSHA", in->sha[SCRIPT_PROMOTE].sha, "4", in->keys[K_DELAY],
                             in->keys[K_DELAY_DATA], in->keys[K_TX], in->keys[K_BULK], nows, "1000"};
         rds_commandv(in->cmd, intake__on_promoted, in, 9, av);
         in->next_promote = now + in->cfg.promote_interval_ms;
     }
     if (now >= in->next_claim && !in->stopping) {
         for (int s = K_TX; s <= K_BULK; s++) {
-            const char *av[] = {"EVALSHA", scripts[SCRIPT_CLAIM].sha, "1", in->keys[s], "salvo",
+            const char *av[] = {"EVALSHA", in->sha[SCRIPT_CLAIM].sha, "1", in->keys[s], "salvo",
                                 in->cfg.instance, in->hb_prefix, "1000"};
             rds_commandv(in->cmd, intake__on_claimed, in, 8, av);
         }

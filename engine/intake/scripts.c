@@ -16,7 +16,7 @@
  *   entries of consumers whose heartbeat key has expired; removes such consumers once empty. */
 #include "engine/intake/scripts.h"
 
-struct script scripts[SCRIPT__COUNT] = {
+const struct script scripts[SCRIPT__COUNT] = {
     [SCRIPT_SETTLE] = {"settle",
         "local group, me = ARGV[1], ARGV[2]\n"
         "local emax, dmax = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
@@ -59,7 +59,7 @@ struct script scripts[SCRIPT__COUNT] = {
         "    skipped = skipped + 1\n"
         "  end\n"
         "end\n"
-        "return {settled, skipped}\n", ""},
+        "return {settled, skipped}\n"},
     [SCRIPT_PROMOTE] = {"promote",
         "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))\n"
         "for _, m in ipairs(due) do\n"
@@ -72,7 +72,7 @@ struct script scripts[SCRIPT__COUNT] = {
         "  redis.call('ZREM', KEYS[1], m)\n"
         "  redis.call('HDEL', KEYS[2], m)\n"
         "end\n"
-        "return #due\n", ""},
+        "return #due\n"},
     [SCRIPT_CLAIM] = {"claim",
         "local ok, cons = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])\n"
         "if not ok then return 0 end\n"
@@ -101,5 +101,5 @@ struct script scripts[SCRIPT__COUNT] = {
         "    end\n"
         "  end\n"
         "end\n"
-        "return claimed\n", ""},
+        "return claimed\n"},
 };

@@ -8,9 +8,14 @@ enum script_id { SCRIPT_SETTLE, SCRIPT_PROMOTE, SCRIPT_CLAIM, SCRIPT__COUNT };
 struct script {
     const char *name;
     const char *source;
-    char sha[41];      /* filled from SCRIPT LOAD */
 };
 
-extern struct script scripts[SCRIPT__COUNT];
+extern const struct script scripts[SCRIPT__COUNT];
+
+/* A script's SHA on one connection (each intake keeps its own: worker threads share nothing). */
+struct script_sha {
+    const struct script *s;
+    char sha[41];      /* filled from SCRIPT LOAD */
+};
 
 #endif

@@ -346,7 +346,8 @@ def engines(salvo_bin, tmp_path):
 def engine_args(routes=(), sets=(), events_file=None, extra=()):
     """The usual `salvo run` arguments: routes as (domain, host, port), sets as "path=value"
     strings, TLS off (these tests are about the queue, not TLS)."""
-    args = ["--set", "delivery.tls=disabled"]
+    # one worker thread unless a test asks for more: consumer names stay the instance's
+    args = ["--set", "delivery.tls=disabled", "--set", "workers=1"]
     for domain, host, port in routes:
         args += ["--route", "%s=%s:%d" % (domain, host, port)]
     for s in sets:

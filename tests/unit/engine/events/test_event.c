@@ -18,7 +18,7 @@
 static const char *const FIELDS[] = {
     "event_id", "type", "timestamp", "instance", "message_id", "job_id", "campaign_id", "lane",
     "sender", "recipient", "domain", "site", "mx_host", "mx_ip", "mx_port", "egress_source",
-    "egress_ip", "attempt", "smtp_code", "enhanced_code", "reply", "command", "bounce_class",
+    "egress_ip", "warmup_hold", "attempt", "smtp_code", "enhanced_code", "reply", "command", "bounce_class",
     "bounce_category", "scope", "tls_version", "tls_cipher", "conn_id", "reason", "detail",
     "next_attempt_at", "queue_ms", "delivery_ms", "size", "meta",
 };
@@ -148,6 +148,7 @@ static void test_delivered(void **state)
     assert_int_equal(num("mx_port"), 25);
     assert_string_equal(str("egress_source"), "default");
     assert_string_equal(str("egress_ip"), "127.0.93.7");
+    null("warmup_hold");
     assert_int_equal(num("attempt"), 1);
     assert_int_equal(num("smtp_code"), 250);
     assert_string_equal(str("enhanced_code"), "2.0.0");
@@ -183,9 +184,11 @@ static void test_deferred_and_bounced(void **state)
         .type = EVENT_DEFERRED, .instance = "i", .message_id = "1-0", .lane = "transactional",
         .sender = "", .recipient = "carl@example.net", .attempt = 2, .outcome = &o, .conn = &c,
         .verdict = &v, .next_attempt_ms = NOW_MS + 60000, .created_ms = 0, .delivery_ms = 3,
-        .size = 58,
+        .size = 58, .warmup_hold = "warm-up ramp of ip-a held at step 2 (day 3): at gmail: "
+                                   "deferral rate 40.0% over 30.0% (80 of 200)",
     };
     format(&e, 5);
+    assert_string_equal(str("warmup_hold"), e.warmup_hold);
     assert_string_equal(str("type"), "deferred");
     null("job_id");
     null("campaign_id");

@@ -184,11 +184,11 @@ static int gate__wu_budgets(struct dlv_dest *dest, struct gate_wu *out)
     unsigned step = warmup_step(dayno, held);
     out->day = dayno;
     out->step = step;
+    char note[sizeof d->wu_note[0]] = "";
     if (hwhy[0])
-        snprintf(d->wu_note[dest->src], sizeof d->wu_note[0],
-                 "warm-up ramp of %s held at step %u (day %" PRId64 "): %s", src->name, step, dayno, hwhy);
-    else
-        d->wu_note[dest->src][0] = '\0';
+        snprintf(note, sizeof note, "warm-up ramp of %s held at step %u (day %" PRId64 "): %.200s",
+                 src->name, step, dayno, hwhy);
+    memcpy(d->wu_note[dest->src], note, sizeof note);
     if (step && warmup_is_warm(plan, step))
         return 0;
     bool hourly = false;

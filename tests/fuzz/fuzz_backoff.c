@@ -3,6 +3,7 @@
  * tracker, into a small table of holds) must be consistent; text that does not parse must say
  * why and return nothing. The same bytes, as reply text, go through backoff_subject. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +81,7 @@ static void fuzz__observe(const struct backoff_rules *r)
                     h.until_ms = now + (uint64_t)in.duration_s * 1000;
                     h.rate_per_s = in.rate_per_s;
                     strcpy(h.rule, in.name);
-                    strncpy(h.reason, subject, sizeof h.reason - 1);
+                    snprintf(h.reason, sizeof h.reason, "%s", subject);
                     if (backoff_table_put(tab, &h) != 0)
                         abort();            /* three keys in a table of four */
                     const struct backoff_hold *g = backoff_table_get(tab, key, now);

@@ -1,5 +1,6 @@
 /* schedulers/shaping_rules.c — parses a shaping rules file (JSON text, read by the caller)
- * into struct shaping_rules, and frees it. The one file here that uses jansson. Strict:
+ * into struct shaping_rules, and frees it (its backoff_rules and warmup_plans parts go to
+ * backoff.c and warmup.c, which parse their own JSON the same way). Strict:
  * unknown fields, wrong types and out-of-range values are errors that name the field path. */
 #include <jansson.h>
 #include <stdarg.h>

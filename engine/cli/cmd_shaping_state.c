@@ -296,12 +296,14 @@ int cmd_shaping_state(int argc, char **argv)
         json_array_foreach(hs, i, h) {
             if (json_out)
                 break;
-            printf("%s: %s for %llds more (rule %s)%s%s\n", json_string_value(json_object_get(h, "key")),
-                   json_string_value(json_object_get(h, "action")),
+            /* written by any replica or tool: every field may be missing */
+            const char *key = json_string_value(json_object_get(h, "key"));
+            const char *act = json_string_value(json_object_get(h, "action"));
+            const char *rule = json_string_value(json_object_get(h, "rule"));
+            const char *why = json_string_value(json_object_get(h, "reason"));
+            printf("%s: %s for %llds more (rule %s)%s%s\n", key ? key : "?", act ? act : "?",
                    (long long)json_integer_value(json_object_get(h, "remaining_s")),
-                   json_string_value(json_object_get(h, "rule")),
-                   *json_string_value(json_object_get(h, "reason")) ? ": " : "",
-                   json_string_value(json_object_get(h, "reason")));
+                   rule ? rule : "?", why && *why ? ": " : "", why ? why : "");
         }
         json_decref(hs);
     } else {

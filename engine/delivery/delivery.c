@@ -403,6 +403,10 @@ static void dest__hint(const struct dlv_dest *dest, struct dlv_rcpt *rc)
 {
     rc->source_name = dest->d->sources[dest->src].name;
     rc->warmup_note = dest->d->wu_note[dest->src][0] ? dest->d->wu_note[dest->src] : NULL;
+    if (dest->site) {
+        const char *bar = strchr(dest->site->key, '|');
+        rc->site = bar ? bar + 1 : dest->site->key;
+    }
     if (!dest->shaped || !dest->d->cfg.shaping)
         return;
     rc->nretry = dest->lim.nretry;
@@ -1087,6 +1091,7 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
         m->rcpts[i].max_age_s = 0;
         m->rcpts[i].source_name = d->sources[src].name;
         m->rcpts[i].warmup_note = NULL;
+        m->rcpts[i].site = NULL;
         m->rcpts[i].r.state = SMTP_RCPT_PENDING;
         m->rcpts[i].r.next = NULL;
         memset(&m->rcpts[i].conn, 0, sizeof m->rcpts[i].conn);

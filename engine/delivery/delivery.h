@@ -100,6 +100,8 @@ struct dlv_rcpt {
     unsigned max_age_s;              /* out: the destination's max age (0 = unknown) */
     const char *source_name;         /* out: the egress source used (NULL before a choice) */
     const char *warmup_note;         /* out: the source's warm-up ramp is held, and why (or NULL) */
+    const char *site;                /* out: the shaping site ("provider:gmail", "mx:a.example,..."),
+                                        valid until on_done returns; NULL before DNS */
     struct dlv_msg *msg;             /* internal */
 };
 

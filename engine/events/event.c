@@ -67,10 +67,10 @@ int event_format(const struct event_info *e, int64_t now_ms, uint64_t seq, struc
     jsonw_str(&w, "recipient", e->recipient);
     const char *at = e->recipient ? strrchr(e->recipient, '@') : NULL;
     jsonw_str(&w, "domain", at ? at + 1 : NULL);
-    /* site = the MX host set; until MX rollup lands it is the MX host that answered */
+    /* site = the shaping site whose limits applied; before DNS, the host or the domain */
     const struct smtp_conn_info *c = e->conn;
     bool have_conn = c && c->mx_addr[0];
-    jsonw_str(&w, "site", have_conn ? c->mx_host : (at ? at + 1 : NULL));
+    jsonw_str(&w, "site", e->site ? e->site : have_conn ? c->mx_host : (at ? at + 1 : NULL));
     jsonw_str(&w, "mx_host", have_conn ? c->mx_host : NULL);
     jsonw_str(&w, "mx_ip", have_conn ? c->mx_addr : NULL);
     if (have_conn && c->mx_port)

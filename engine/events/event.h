@@ -39,6 +39,7 @@ struct event_info {
     const char *meta_json;               /* user metadata, valid JSON, or NULL */
     const char *egress_source;           /* source name used or chosen, or NULL */
     const char *warmup_hold;             /* the source's warm-up ramp is held, and why, or NULL */
+    const char *site;                    /* the shaping site, or NULL (then the MX host or domain) */
 };
 
 /* Appends the event as one compact JSON object (no newline). now_ms is wall-clock epoch ms;

@@ -395,7 +395,7 @@ static void intake__settle_attempt(struct dlv_msg *dm)
         }
         struct event_info ev = {.recipient = r->r.addr, .attempt = attempt, .outcome = &r->r.outcome,
                                 .conn = &r->conn, .verdict = &r->verdict, .delivery_ms = dur,
-                                .egress_source = r->source_name, .warmup_hold = r->warmup_note};
+                                .egress_source = r->source_name, .warmup_hold = r->warmup_note, .site = r->site};
         switch (r->status) {
         case DLV_DELIVERED: ev.type = EVENT_DELIVERED; ev.verdict = NULL; break;
         case DLV_BOUNCED: ev.type = EVENT_BOUNCED; break;

@@ -99,6 +99,8 @@ def test_421_rule_suspends_both_replicas_and_recovers(net, redis_server, engines
         # the throttled recipient was deferred once, with the reply; the rest waited unattempted
         deferred = events.of_type("deferred")
         assert len(deferred) == 1 and deferred[0]["smtp_code"] == 421, deferred
+        # events name the shaping site whose limits and holds applied
+        assert deferred[0]["site"] == "mx:%s" % addr, deferred[0]["site"]
         # the suspension is visible to every replica, in Redis
         holds = c.hgetall("salvo:{p0}:holds")
         assert holds, "no hold in Redis"

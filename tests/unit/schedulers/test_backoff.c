@@ -297,19 +297,48 @@ static void test_parse_errors(void **state)
                       "backoff_rules[1].match: invalid regular expression: *");
     expect_rule_error("'name':'r','match':'[a-','action':'bounce','duration_s':1",
                       "backoff_rules[1].match: invalid regular expression: *");
-    /* regcomp copies what a repetition repeats: patterns that would expand past 20000 atoms
-     * (seconds and gigabytes in regcomp) are refused before it sees them. */
-    static const char *const huge[] = {
-        "((a{99}){99}){99}", "(a{100}){201}", "x{20001}", "x{20000,}", "x{,20001}",
-        "S315+++++++++++++++++++++++++++++++0", "(a{100})*+*+*+*+*+*+*+*+", "([ab]{1,150}){150}",
-        "(x|(y{50}){50}){9}",
+    /* Shapes glibc's regcomp takes seconds to minutes over are refused before it sees
+     * them: large once repetitions are expanded, loops over what can match "", and many
+     * zero-width assertions. */
+    static const struct {
+        const char *pattern, *why;
+    } slow[] = {
+        {"((a{99}){99}){99}", "too large once its repetitions are expanded (more than 20000 atoms)"},
+        {"(a{100}){199}", "too large once its repetitions are expanded (more than 20000 atoms)"},
+        {"x{20001}", "too large once its repetitions are expanded (more than 20000 atoms)"},
+        {"x{20000,}", "too large once its repetitions are expanded (more than 20000 atoms)"},
+        {"x{,20001}", "too large once its repetitions are expanded (more than 20000 atoms)"},
+        {"S315++++++++++++++++++++0", "too large once its repetitions are expanded (more than "
+                                      "20000 atoms)"},
+        {"^4+*++++++9", "repeats something that can match the empty string (as \"(a*)+\" does); "
+                        "repeat only the part that cannot"},
+        {"(a*)*", "repeats something that can match the empty string (as \"(a*)+\" does); "
+                  "repeat only the part that cannot"},
+        {"((4*){1,9})*", "repeats something that can match the empty string (as \"(a*)+\" does); "
+                         "repeat only the part that cannot"},
+        {"(x|y?){2}", "repeats something that can match the empty string (as \"(a*)+\" does); "
+                      "repeat only the part that cannot"},
+        {"(^|a)+", "repeats something that can match the empty string (as \"(a*)+\" does); "
+                   "repeat only the part that cannot"},
+        {"(a|)+", "repeats something that can match the empty string (as \"(a*)+\" does); "
+                  "repeat only the part that cannot"},
+        {"a{0}+", "repeats something that can match the empty string (as \"(a*)+\" does); "
+                  "repeat only the part that cannot"},
+        {"\\\\b\\\\b\\\\b\\\\b\\\\b\\\\b\\\\b\\\\b\\\\b9", "too many anchors (^, $, \\b, \\B, \\<, \\>: "
+                                                  "at most 8, repetitions expanded)"},
+        {"(x\\\\b){9}", "too many anchors (^, $, \\b, \\B, \\<, \\>: at most 8, repetitions "
+                        "expanded)"},
+        {"^(^|$)(^|$)(^|$)(^|$)", "too many anchors (^, $, \\b, \\B, \\<, \\>: at most 8, "
+                                  "repetitions expanded)"},
+        {"(((((((((((((((((((((((((((((((((x)))))))))))))))))))))))))))))))))",
+         "groups nested too deep (at most 32)"},
     };
-    for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
-        char buf[256];
+    for (size_t i = 0; i < sizeof slow / sizeof *slow; i++) {
+        char buf[512], want[512];
         snprintf(buf, sizeof buf, "'name':'r','match':'%s','action':'bounce','duration_s':1",
-                 huge[i]);
-        expect_rule_error(buf, "backoff_rules[1].match: too large once its repetitions are "
-                               "expanded (at most 20000)");
+                 slow[i].pattern);
+        snprintf(want, sizeof want, "backoff_rules[1].match: %s", slow[i].why);
+        expect_rule_error(buf, want);
     }
     /* Braces in a bracket expression or escaped are no repetition; repetitions side by side
      * add up, they do not multiply. */
@@ -319,7 +348,11 @@ static void test_parse_errors(void **state)
         " {'name':'s','match':'[0-9]+\\\\.[0-9]+\\\\.[0-9]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ "
         "[a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ x{9000} y{9000}',"
         "  'action':'bounce','duration_s':1},"
-        " {'name':'t','match':'(a{99}){190}|(b{10}){10}','action':'bounce','duration_s':1}]");
+        " {'name':'t','match':'(a{99}){190}|(b{10}){10}','action':'bounce','duration_s':1},"
+        " {'name':'u','match':'^(a+b?)*(x|y+)+ .*(c?d){2}?[$^]\\\\$ \\\\bz\\\\b(\\\\<w\\\\>){2}$',"
+        "  'action':'bounce','duration_s':1},"
+        " {'name':'v','match':'((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))',"
+        "  'action':'bounce','duration_s':1}]");
     backoff_free(r);
     char longpat[1200];
     int n = snprintf(longpat, sizeof longpat, "[{'name':'r','match':'");
@@ -720,6 +753,43 @@ static void test_tracker_lru(void **state)
     backoff_free(r);
 }
 
+static void test_tracker_rules_change(void **state)
+{
+    (void)state;
+    /* The caller should reset the tracker when the rules change; when it does not, a count
+     * kept under the old rules starts again rather than being misread. */
+    struct backoff_rules *a = parse_q(
+        "[{'name':'r','match':'x','action':'suspend','duration_s':60,"
+        "  'trigger':{'count':3,'within_s':60}}]");
+    struct backoff_rules *b = parse_q(
+        "[{'name':'r','match':'x','action':'suspend','duration_s':60,"
+        "  'trigger':{'count':2,'within_s':60}}]");
+    struct backoff_rules *c = parse_q(
+        "[{'name':'r','match':'x','action':'suspend','duration_s':60,"
+        "  'trigger':{'count':80,'within_s':60}}]");
+    struct backoff_tracker *t = NULL;
+    assert_int_equal(backoff_tracker_create(&t, 8), 0);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 1, NULL), -1);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 2, NULL), -1);
+    assert_int_equal(backoff_observe(b, t, NULL, NULL, "k", "x", 3, NULL), -1);   /* shrinks */
+    assert_int_equal(backoff_observe(b, t, NULL, NULL, "k", "x", 4, NULL), 0);
+    assert_int_equal(backoff_observe(b, t, NULL, NULL, "k", "x", 5, NULL), -1);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 6, NULL), -1);   /* grows */
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 7, NULL), -1);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 8, NULL), 0);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 9, NULL), -1);
+    for (unsigned i = 1; i < 80; i++)                                             /* tumbling */
+        assert_int_equal(backoff_observe(c, t, NULL, NULL, "k", "x", 10 + i, NULL), -1);
+    assert_int_equal(backoff_observe(c, t, NULL, NULL, "k", "x", 100, NULL), 0);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 101, NULL), -1);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 102, NULL), -1);
+    assert_int_equal(backoff_observe(a, t, NULL, NULL, "k", "x", 103, NULL), 0);
+    backoff_tracker_free(t);
+    backoff_free(a);
+    backoff_free(b);
+    backoff_free(c);
+}
+
 struct seen {
     unsigned n;
     char keys[8][32];
@@ -1019,6 +1089,7 @@ int main(void)
         cmocka_unit_test(test_trigger_window),
         cmocka_unit_test(test_trigger_large_count),
         cmocka_unit_test(test_tracker_lru),
+        cmocka_unit_test(test_tracker_rules_change),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_table_many),
         cmocka_unit_test(test_shipped_rules),

@@ -27,6 +27,7 @@
 #define COORD_IDLE_FREE_MS 60000
 #define COORD_COUNT_FLUSH_MS 1000
 #define COORD_BYPASS_MS 1000          /* after a Redis error, local limits alone this long */
+#define COORD_FAIR_MS 1000            /* how often a holder of several leases checks for waiters */
 
 enum ent_kind { ENT_RATE = 'r', ENT_CONN = 'c', ENT_BUDGET = 'b', ENT_WU = 'w', ENT_COUNT = 'n' };
 
@@ -43,8 +44,10 @@ struct ent {
     uint64_t lease_expires_ms;
     /* conn */
     uint64_t *ids;
-    unsigned nheld, used, bypass_used, cap_ids;
-    uint64_t spare_since_ms, renewed_ms;
+    unsigned nheld, used, bypass_used, cap_ids, limit;
+    uint64_t spare_since_ms, renewed_ms, fair_checked_ms;
+    unsigned yield, give_back;       /* connections to close, leases to return at once */
+    bool fair_inflight;
     /* budget */
     struct coord_budget b[COORD_BUDGET_MAX];
     unsigned nb;
@@ -187,8 +190,11 @@ static void coord__on_rate(struct rds *r, const struct rds_reply *reply, void *a
 bool coord_rate_take(struct coord *c, const char *key, const struct gcra_rate *rates,
                      unsigned nrates, uint64_t *wait_ms)
 {
-    if (!rds_is_up(c->r))
-        return true; /* each replica's own buckets still hold */
+    unsigned limited = 0;
+    for (unsigned i = 0; i < nrates; i++)
+        limited += rates[i].emission_us != 0;
+    if (!limited || !rds_is_up(c->r))
+        return true; /* no limit; or Redis down: each replica's own buckets still hold */
     struct ent *e = coord__find(c, ENT_RATE, key, true);
     if (!e)
         return true;
@@ -325,13 +331,16 @@ bool coord_conn_acquire(struct coord *c, const char *key, unsigned limit, uint64
         e->cap_ids = nc;
     }
     e->ids[e->nheld] = ++c->seq;
-    char zkey[900], member[160], lim[16], ttl[16];
+    char zkey[900], wkey[910], member[160], lim[16], ttl[16];
     coord__conn_key(c, e, zkey, sizeof zkey);
+    snprintf(wkey, sizeof wkey, "%s:want", zkey);
     coord__member(c, e->ids[e->nheld], member, sizeof member);
     snprintf(lim, sizeof lim, "%u", limit);
+    e->limit = limit;
     snprintf(ttl, sizeof ttl, "%u", c->cfg.conn_lease_ttl_ms);
-    const char *av[] = {"EVAL", coord_lua_conn_take, "1", zkey, lim, member, ttl};
-    if (rds_commandv(c->r, coord__on_conn, e, 7, av) != 0) {
+    const char *av[] = {"EVAL", coord_lua_conn_take, "2", zkey, wkey, lim, member, ttl,
+                        c->cfg.instance};
+    if (rds_commandv(c->r, coord__on_conn, e, 9, av) != 0) {
         e->bypass_used++;
         return true;
     }
@@ -367,9 +376,53 @@ void coord_conn_release(struct coord *c, const char *key)
     }
     if (e->used) {
         e->used--;
+        if (e->give_back && e->nheld > e->used) {
+            /* closed to make room for another replica: its lease goes back now */
+            e->give_back--;
+            if (rds_is_up(c->r))
+                coord__conn_return(c, e, 1);
+        }
         if (e->nheld > e->used && e->spare_since_ms == 0)
             e->spare_since_ms = now;
     }
+}
+
+bool coord_conn_yield(struct coord *c, const char *key)
+{
+    struct ent *e = coord__find(c, ENT_CONN, key, false);
+    if (!e || !e->yield)
+        return false;
+    e->yield--;
+    e->give_back++;
+    return true;
+}
+
+static void coord__on_fair(struct rds *r, const struct rds_reply *reply, void *arg)
+{
+    (void)r;
+    struct ent *e = arg;
+    e->fair_inflight = false;
+    if (coord__is_error(reply) || rds_reply_type(reply) != RDS_ARRAY || rds_reply_len(reply) != 2)
+        return;
+    long long fair = coord__int(rds_reply_elem(reply, 0));
+    /* others wait with none: give back what is beyond a fair share (keeping at least one) */
+    if (fair > 0 && e->nheld > (unsigned)fair && e->nheld > 1) {
+        unsigned over = e->nheld - (unsigned)(fair < 1 ? 1 : fair);
+        e->yield = over > e->give_back ? over - e->give_back : 0;
+    } else {
+        e->yield = 0;
+    }
+}
+
+static void coord__conn_fair(struct coord *c, struct ent *e)
+{
+    char zkey[900], wkey[910], lim[16];
+    coord__conn_key(c, e, zkey, sizeof zkey);
+    snprintf(wkey, sizeof wkey, "%s:want", zkey);
+    snprintf(lim, sizeof lim, "%u", e->limit);
+    const char *av[] = {"EVAL", coord_lua_conn_fair, "2", zkey, wkey, c->cfg.instance, lim};
+    if (rds_commandv(c->r, coord__on_fair, e, 7, av) == 0)
+        e->fair_inflight = true;
 }
 
 static void coord__conn_renew(struct coord *c, struct ent *e)
@@ -803,6 +856,10 @@ static void coord__on_tick(struct ring_timer *t)
                     e->spare_since_ms + COORD_SPARE_LINGER_MS <= now) {
                     coord__conn_return(c, e, e->nheld - e->used);
                     e->spare_since_ms = 0;
+                }
+                if (up && e->nheld >= 2 && !e->fair_inflight && e->fair_checked_ms + COORD_FAIR_MS <= now) {
+                    coord__conn_fair(c, e);
+                    e->fair_checked_ms = now;
                 }
                 if (up && e->nheld && e->renewed_ms + c->cfg.conn_lease_ttl_ms / 3 <= now) {
                     coord__conn_renew(c, e);

@@ -51,6 +51,10 @@ bool coord_rate_take(struct coord *c, const char *key, const struct gcra_rate *r
  * (coord_conn_release when the connection closes). false: ask again in *wait_ms. */
 bool coord_conn_acquire(struct coord *c, const char *key, unsigned limit, uint64_t *wait_ms);
 void coord_conn_release(struct coord *c, const char *key);
+/* Whether one connection of key should close to make room: another replica waits with no
+ * connection while this one holds more than a fair share (limit / replicas that want it).
+ * true: close one (at its next idle moment); its lease goes back at once on release. */
+bool coord_conn_yield(struct coord *c, const char *key);
 
 /* Warm-up budgets: counters in Redis, each with a cap, all taken from together. */
 #define COORD_BUDGET_MAX 4

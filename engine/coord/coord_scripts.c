@@ -29,10 +29,32 @@ const char coord_lua_conn_take[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
-    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end\n"
+    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then\n"
+    "  redis.call('ZADD', KEYS[2], string.format('%.0f', now + 1500), ARGV[4])\n"
+    "  redis.call('PEXPIRE', KEYS[2], 3000)\n"
+    "  return 0\n"
+    "end\n"
     "redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[3])), ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)\n"
     "return 1\n";
+
+const char coord_lua_conn_fair[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+    "local holders, n, mine = {}, 0, 0\n"
+    "for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do\n"
+    "  local inst = string.match(m, '^(.*):[0-9]+$') or m\n"
+    "  if not holders[inst] then holders[inst] = true; n = n + 1 end\n"
+    "  if inst == ARGV[1] then mine = mine + 1 end\n"
+    "end\n"
+    "local waiting = 0\n"
+    "for _, w in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do\n"
+    "  if not holders[w] then waiting = waiting + 1 end\n"
+    "end\n"
+    "if waiting == 0 then return {0, mine} end\n"
+    "return {math.ceil(tonumber(ARGV[2]) / (n + waiting)), mine}\n";
 
 const char coord_lua_conn_renew[] =
     "local t = redis.call('TIME')\n"

@@ -4,8 +4,12 @@
  * rate: KEYS = one key per bucket. ARGV = want, then emission_us, burst per bucket. GCRA over
  *   all buckets: grants the most tokens (<= want) that conform in every bucket and moves each
  *   bucket's TAT by that many. Returns {granted, wait_us}.
- * conn_take: KEYS[1] = lease zset. ARGV = limit, member, ttl_ms. Drops expired leases, adds
- *   member if fewer than limit remain. Returns 1 or 0.
+ * conn_take: KEYS[1] = lease zset, KEYS[2] = waiting zset. ARGV = limit, member, ttl_ms,
+ *   instance. Drops expired leases, adds member if fewer than limit remain. Returns 1, or 0
+ *   after noting instance as waiting (for 1.5 s).
+ * conn_fair: KEYS = lease zset, waiting zset. ARGV = instance, limit. Returns {fair share,
+ *   leases instance holds}; fair share 0 when nobody without a lease is waiting, else
+ *   ceil(limit / (instances holding + instances waiting)).
  * conn_renew: KEYS[1] = lease zset. ARGV = ttl_ms, members... Returns how many still existed.
  * budget: KEYS = counters. ARGV = want, ttl_s, then the cap of each counter. Grants
  *   min(want, cap - used) over all, adds it to each. Returns granted.
@@ -23,6 +27,7 @@
 
 extern const char coord_lua_rate[];
 extern const char coord_lua_conn_take[];
+extern const char coord_lua_conn_fair[];
 extern const char coord_lua_conn_renew[];
 extern const char coord_lua_budget[];
 extern const char coord_lua_budget_refund[];

@@ -652,7 +652,7 @@ static void conn__give_work(struct dlv_conn *c)
     if (!smtp_session_ready(&c->s))
         return;
     unsigned max_msgs = dest->shaped ? dest->lim.max_msgs_per_connection : d->cfg.max_msgs_per_conn;
-    if (c->msgs >= max_msgs || d->shutting_down) {
+    if (c->msgs >= max_msgs || d->shutting_down || (c->leased && gate_conn_yield(d, c->site))) {
         smtp_session_quit(&c->s);
         return;
     }

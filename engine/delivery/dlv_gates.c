@@ -399,6 +399,11 @@ bool gate_conn_take(struct dlv_dest *dest, uint64_t *wait_ms)
     return coord_conn_acquire(dest->d->coord, dest->site->key, dest->lim.max_connections, wait_ms);
 }
 
+bool gate_conn_yield(struct dlv *d, const struct dlv_site *site)
+{
+    return d->coord && site && coord_conn_yield(d->coord, site->key);
+}
+
 void gate_conn_release(struct dlv *d, const struct dlv_site *site)
 {
     if (d->coord && site)

@@ -139,6 +139,8 @@ void gate_txn_untake(struct dlv_dest *dest);
 /* A cluster connection lease for one more connection of dest's site; true: go. */
 bool gate_conn_take(struct dlv_dest *dest, uint64_t *wait_ms);
 void gate_conn_release(struct dlv *d, const struct dlv_site *site);
+/* Whether this (leased) connection should close so another replica gets its share. */
+bool gate_conn_yield(struct dlv *d, const struct dlv_site *site);
 /* A reply (or connection failure) from dest's servers: backoff rules may fire. */
 void gate_observe(struct dlv_dest *dest, const struct smtp_outcome *o);
 /* A transaction finished: warm-up outcome counts. */

@@ -97,3 +97,38 @@ def test_replica_local_limit_is_per_replica(net, redis_server, engines, salvo_bi
     assert 3 <= snap["peak"] <= 4, snap["peak"]
     # nothing was leased in Redis for it
     assert not list(c.scan_iter("*conns:*local*"))
+
+
+def test_connection_leases_are_shared_fairly(net, redis_server, engines, salvo_bin, tmp_path):
+    """Connections that never end on their own (no per-connection cap) must still be shared:
+    a replica waiting with none makes the holder of more than its fair share (limit /
+    replicas that want it) close one, so both replicas deliver."""
+    srv, addr, port = counting_smtpd(net, delay_s=0.02)
+    rules = write_rules(tmp_path / "rules.json", {
+        "domains": {"fair.test": {"max_connections": 4, "max_msgs_per_connection": 1000000}}})
+    c = redis_server.client()
+    routes = [("fair.test", addr, port)]
+    sets = ["shaping.file=%s" % rules, "retry.jitter=0", "intake.promote_interval_ms=100",
+            "shutdown_grace_s=5", "intake.read_batch=20", "intake.max_in_memory=100",
+            "intake.tx_reserve=10"]
+    # a alone first: it takes all 4 connections, and they would never end by themselves
+    a = engines.start(redis_server.url, "a", *engine_args(routes=routes, sets=sets))
+    wait_heartbeat(c, a)
+    rcpts = ["u%d@fair.test" % i for i in range(1000)]
+    inject_campaign(salvo_bin, redis_server.url, tmp_path, "fair", rcpts)
+    from intake_fixtures import wait_final, wait_for
+    wait_for(lambda: srv.snapshot()["open"] == 4 and srv.count() >= 50, 30.0,
+             "a holding 4 connections", engines=[a])
+    b = engines.start(redis_server.url, "b", *engine_args(routes=routes, sets=sets))
+    wait_heartbeat(c, b)
+    es = [a, b]
+    wait_final(c, len(rcpts), es, cid="fair", stall_s=30.0, guard_s=120.0)
+    events = finish_two(c, es, rcpts, "fair", srv.received)
+    snap = srv.snapshot()
+    by = collections.Counter(ev["instance"] for ev in events.of_type("delivered"))
+    print("fair share: peak %d connections, %d opened; delivered by %s" % (
+        snap["peak"], len(snap["conns"]), dict(by)))
+    assert snap["peak"] <= 4, snap["peak"]
+    # b got connections: a gave back what was beyond its share (2 of 4)
+    assert len(snap["conns"]) >= 6, "a never closed a connection for b"
+    assert len(by) == 2 and by["b"] >= len(rcpts) // 5, dict(by)

@@ -9,7 +9,10 @@
  * window opened instead: the window opens at a match, runs within_s, and the next match after
  * it opens a new one (a tumbling window; a burst straddling two windows may need up to twice
  * count matches to fire). A match exactly within_s after another is outside its window, as a
- * hold ends at (not after) its until_ms. */
+ * hold ends at (not after) its until_ms. Counts with a trigger of 1 are not kept at all.
+ *
+ * Patterns are checked before regcomp sees them (backoff__re_check): glibc's regcomp takes
+ * minutes and gigabytes over some short patterns, and a rules file must not hang a reload. */
 #include <errno.h>
 #include <jansson.h>
 #include <regex.h>
@@ -23,7 +26,12 @@
 
 #define BACKOFF__RULES_MAX 1000
 #define BACKOFF__PATTERN_MAX_BYTES 1024
-#define BACKOFF__EXPANDED_MAX 20000     /* a pattern's atoms with its repetitions expanded */
+#define BACKOFF__EXPANDED_MAX 2000      /* a pattern's atoms, its repetitions expanded */
+#define BACKOFF__SKIPPABLE_MAX 100      /* its atoms a match may skip, likewise */
+#define BACKOFF__ANCHORS_MAX 8          /* its zero-width assertions, likewise */
+#define BACKOFF__GROUPS_MAX 32          /* its parentheses, nested */
+#define BACKOFF__STR(x) BACKOFF__STR_(x)
+#define BACKOFF__STR_(x) #x
 #define BACKOFF__DURATION_MAX_S 604800
 #define BACKOFF__COUNT_MAX 100000
 #define BACKOFF__WINDOW_MAX_S 86400
@@ -204,81 +212,141 @@ static const char *backoff__bracket(const char *p)
     return *p ? p + 1 : p;
 }
 
-/* How many copies of its operand glibc's regcomp makes for the repetition at p ("*", "?",
- * "+", "{m}", "{m,}", "{m,n}"), *pp moved past it; 1 and *pp unmoved if it is none. */
-static uint64_t backoff__copies(const char **pp)
+/* The repetition at *pp ("*", "?", "+", "{m}", "{m,}", "{m,n}"), *pp moved past it: how many
+ * copies of its operand glibc's regcomp makes (0 and *pp unmoved when there is none), how
+ * many of them may be skipped, and whether all may. */
+static uint64_t backoff__repeat(const char **pp, uint64_t *skippable, bool *optional)
 {
     const char *p = *pp;
+    *skippable = 1;
+    *optional = *p != '+';
     if (*p == '*' || *p == '?' || *p == '+') {
         *pp = p + 1;
         return *p == '+' ? 2 : 1;       /* a+ is a a* */
     }
     if (*p != '{' || !(p[1] == ',' || (p[1] >= '0' && p[1] <= '9')))
-        return 1;
-    uint64_t m = 0, n = 0;
+        return 0;
+    uint64_t m = 0, n;
     for (p++; *p >= '0' && *p <= '9'; p++)
         m = m < 100000 ? m * 10 + (uint64_t)(*p - '0') : m;
     n = m;
     if (*p == ',') {
-        n = 0;
         bool open = p[1] < '0' || p[1] > '9';
-        for (p++; *p >= '0' && *p <= '9'; p++)
+        for (n = 0, p++; *p >= '0' && *p <= '9'; p++)
             n = n < 100000 ? n * 10 + (uint64_t)(*p - '0') : n;
         if (open)
             n = m + 1;                  /* a{m,} is m copies and a* */
     }
     *pp = *p == '}' ? p + 1 : p;
-    return n > 1 ? n : 1;
+    *optional = m == 0;
+    if (n == 0)
+        return 1;
+    *skippable = n > m ? n - m : 0;
+    return n;
 }
 
-/* regcomp copies a repeated operand once per count, so nested repetitions multiply: the
- * 13 bytes "((a{99}){99}){99}" become a million nodes, and "a++++..." doubles per '+' —
- * seconds and gigabytes. This estimates the expanded size (every atom 1, a group the sum of
- * its atoms, a repetition multiplying what it repeats) and refuses more than
- * BACKOFF__EXPANDED_MAX. */
-static bool backoff__size_ok(const char *p)
+/* One group (or the whole pattern) as backoff__re_check reads it. Counts are expanded
+ * (a repeated operand counts once per copy), for all alternatives so far and for the last
+ * atom. */
+struct backoff__re_level {
+    uint64_t size, last_size;           /* atoms */
+    uint64_t skip, last_skip;           /* atoms a match may skip (under ?, *, {0,n} ...) */
+    uint64_t anchors, last_anchors;     /* zero-width assertions */
+    bool has_last;                      /* there is an operand for a repetition */
+    bool prev_empty;                    /* the alternative before its last atom can match "" */
+    bool last_empty;                    /* the last atom can match "" */
+    bool alt_empty;                     /* a finished alternative can match "" */
+};
+
+static void backoff__re_atom(struct backoff__re_level *l, uint64_t size, uint64_t skip,
+                             uint64_t anchors, bool empty)
 {
-    uint64_t sum[BACKOFF__PATTERN_MAX_BYTES + 1], last[BACKOFF__PATTERN_MAX_BYTES + 1];
-    unsigned depth = 0;
-    sum[0] = last[0] = 0;
+    l->prev_empty = l->prev_empty && l->last_empty;
+    l->last_empty = empty;
+    l->last_size = size;
+    l->last_skip = skip;
+    l->last_anchors = anchors;
+    l->size += size;
+    l->skip += skip;
+    l->anchors += anchors;
+    l->has_last = true;
+}
+
+/* glibc's regex is exponential, or worse, in shapes a fuzzer finds at once, so a pattern is
+ * read here first and refused (NULL if fine, else why) when:
+ *  - its repetitions expanded make it large: regcomp copies a repeated operand once per
+ *    count, so "((a{99}){99}){99}" is a million nodes and every '+' doubles what it repeats;
+ *  - a loop repeats something that can match the empty string: regcomp takes 17 s over
+ *    "^4*+*+*+*+9" and minutes over "((4*){1,9})*" (such a loop is never needed: repeat the
+ *    non-empty part);
+ *  - many atoms may be skipped: regexec's cost grows with the positions active at once, and
+ *    "(.?.?.? ... x){2}" with 480 of them takes 4 s per reply;
+ *  - it has many zero-width assertions: regcomp takes 9 s over 80 "\b" in a row.
+ * Real rules are far inside every limit; within them the worst patterns found take a few ms
+ * on a 1,000-byte reply. */
+static const char *backoff__re_check(const char *p)
+{
+    struct backoff__re_level lv[BACKOFF__GROUPS_MAX + 1];
+    unsigned d = 0;
+    lv[0] = (struct backoff__re_level){.prev_empty = true, .last_empty = true};
     while (*p) {
-        uint64_t atom = 1;
-        if (*p == '(') {
+        struct backoff__re_level *l = &lv[d];
+        const char *q = p;
+        uint64_t skippable;
+        bool optional;
+        uint64_t k = backoff__repeat(&q, &skippable, &optional);
+        if (k && l->has_last) {
+            if (*p != '?' && l->last_empty)
+                return "repeats something that can match the empty string (as \"(a*)+\" "
+                       "does); repeat only the part that cannot";
+            uint64_t skip = l->last_skip * k + l->last_size * skippable;
+            l->size += l->last_size * (k - 1);
+            l->last_size *= k;
+            l->skip += skip - l->last_skip;
+            l->last_skip = skip;
+            l->anchors += l->last_anchors * (k - 1);
+            l->last_anchors *= k;
+            l->last_empty = l->last_empty || optional;
+            p = q;
+        } else if (*p == '(') {
+            if (d == BACKOFF__GROUPS_MAX)
+                return "groups nested too deep (at most " BACKOFF__STR(BACKOFF__GROUPS_MAX) ")";
+            lv[++d] = (struct backoff__re_level){.prev_empty = true, .last_empty = true};
             p++;
-            sum[++depth] = 0;
-            last[depth] = 0;
             continue;
-        }
-        if (*p == ')' && depth > 0) {
-            atom = sum[depth--] + 1;
+        } else if (*p == ')' && d > 0) {
+            bool empty = l->alt_empty || (l->prev_empty && l->last_empty);
+            d--;
+            backoff__re_atom(&lv[d], l->size + 1, l->skip, l->anchors, empty);
             p++;
-        } else if (*p == '[') {
-            p = backoff__bracket(p + 1);
-        } else if (*p == '\\') {
-            p += p[1] ? 2 : 1;
         } else if (*p == '|') {
+            l->alt_empty = l->alt_empty || (l->prev_empty && l->last_empty);
+            l->prev_empty = l->last_empty = true;
+            l->has_last = false;
             p++;
-            atom = 0;
+        } else if (*p == '^' || *p == '$' || (*p == '\\' && p[1] && strchr("bB<>`'", p[1]))) {
+            backoff__re_atom(l, 1, 0, 1, true);
+            p += *p == '\\' ? 2 : 1;
         } else {
-            const char *q = p;
-            uint64_t k = backoff__copies(&q);
-            if (q != p) {
-                /* A repetition: the last atom (already counted once) k times. */
-                sum[depth] += last[depth] * (k - 1);
-                last[depth] *= k;
-                p = q;
-                if (sum[depth] > BACKOFF__EXPANDED_MAX)
-                    return false;
-                continue;
-            }
-            p++;
+            /* A character, an escaped one, a bracket expression, or a repetition with
+             * nothing before it (glibc refuses it or takes it as a character). */
+            if (*p == '[')
+                p = backoff__bracket(p + 1);
+            else
+                p += *p == '\\' && p[1] ? 2 : 1;
+            backoff__re_atom(l, 1, 0, 0, false);
         }
-        sum[depth] += atom;
-        last[depth] = atom;
-        if (sum[depth] > BACKOFF__EXPANDED_MAX)
-            return false;
+        if (lv[d].size > BACKOFF__EXPANDED_MAX)
+            return "too large once its repetitions are expanded (more than "
+                   BACKOFF__STR(BACKOFF__EXPANDED_MAX) " atoms)";
+        if (lv[d].skip > BACKOFF__SKIPPABLE_MAX)
+            return "too many optional parts (more than " BACKOFF__STR(BACKOFF__SKIPPABLE_MAX)
+                   " atoms under ?, * or {0,n}, repetitions expanded)";
+        if (lv[d].anchors > BACKOFF__ANCHORS_MAX)
+            return "too many anchors (^, $, \\b, \\B, \\<, \\>: at most "
+                   BACKOFF__STR(BACKOFF__ANCHORS_MAX) ", repetitions expanded)";
     }
-    return true;
+    return NULL;
 }
 
 static int backoff__match(struct backoff__ctx *c, json_t *obj, const char *path,
@@ -294,9 +362,9 @@ static int backoff__match(struct backoff__ctx *c, json_t *obj, const char *path,
     if (json_string_length(v) > BACKOFF__PATTERN_MAX_BYTES)
         return backoff__fail(c, p, "at most %d bytes", BACKOFF__PATTERN_MAX_BYTES);
     const char *pat = json_string_value(v);
-    if (!backoff__size_ok(pat))
-        return backoff__fail(c, p, "too large once its repetitions are expanded (at most %d)",
-                             BACKOFF__EXPANDED_MAX);
+    const char *why = backoff__re_check(pat);
+    if (why)
+        return backoff__fail(c, p, "%s", why);
     if (!(ru->pattern = strdup(pat)))
         return backoff__fail(c, "", "out of memory");
     int rc = regcomp(&ru->re, pat, REG_EXTENDED | REG_ICASE | REG_NOSUB);
@@ -564,18 +632,19 @@ size_t backoff_subject(char *out, size_t cap, int code, const char *enhanced, co
 
 /* --- trigger counting ----------------------------------------------------------------- */
 
+/* One allocation: this, then ring times, then the key. */
 struct backoff__count {
     struct backoff__count *hnext;       /* hash chain */
     struct backoff__count *newer, *older;  /* LRU list */
     uint64_t hash;
+    size_t bytes;                       /* allocated, for reuse */
+    char *key;
     unsigned rule;
     unsigned ring;                      /* times kept (trigger_count), or 0: tumbling window */
     unsigned n;                         /* matches kept / counted */
     unsigned head;                      /* the oldest kept time */
     uint64_t start_ms;                  /* tumbling window: when it opened */
-    uint64_t t_ms[BACKOFF__RING_MAX];
-    size_t keycap;
-    char key[];
+    uint64_t t_ms[];
 };
 
 struct backoff_tracker {
@@ -660,10 +729,10 @@ static void backoff__count_unlink(struct backoff_tracker *t, struct backoff__cou
     t->n--;
 }
 
-/* The count for (rule, key), created (the least recently used one forgotten when full) if it
- * is not there; NULL on no memory. Either way it becomes the most recently used. */
+/* The count for (rule, key) keeping ring times, created if it is not there (the least
+ * recently used one forgotten when full); NULL on no memory. It becomes the most recent. */
 static struct backoff__count *backoff__count_get(struct backoff_tracker *t, unsigned rule,
-                                                 const char *key)
+                                                 unsigned ring, const char *key)
 {
     uint64_t h = backoff__hash(key, (uint64_t)rule + 1);
     struct backoff__count **head = &t->bucket[h & (t->nbucket - 1)];
@@ -671,30 +740,41 @@ static struct backoff__count *backoff__count_get(struct backoff_tracker *t, unsi
         if (e->hash == h && e->rule == rule && strcmp(e->key, key) == 0) {
             backoff__lru_unlink(t, e);
             backoff__lru_front(t, e);
-            return e;
+            if (e->ring == ring)
+                return e;
+            /* Kept under rules with another count (the caller did not reset). */
+            e->n = e->head = 0;
+            e->start_ms = 0;
+            if (ring <= e->ring) {
+                e->ring = ring;
+                return e;
+            }
+            backoff__count_unlink(t, e);
+            free(e);
+            break;
         }
 
-    size_t need = strlen(key) + 1;
+    size_t keylen = strlen(key);
+    size_t need = sizeof(struct backoff__count) + ring * sizeof(uint64_t) + keylen + 1;
     struct backoff__count *e = NULL;
     if (t->n >= t->max) {
         e = t->oldest;
         backoff__count_unlink(t, e);
-        if (e->keycap < need) {
+        if (e->bytes < need) {
             free(e);
             e = NULL;
         }
     }
-    if (!e) {
-        if (!(e = malloc(sizeof *e + need)))
-            return NULL;
-        e->keycap = need;
-    }
-    size_t keycap = e->keycap;
+    size_t bytes = e ? e->bytes : need;
+    if (!e && !(e = malloc(need)))
+        return NULL;
     memset(e, 0, sizeof *e);
-    e->keycap = keycap;
-    memcpy(e->key, key, need);
+    e->bytes = bytes;
+    e->key = (char *)&e->t_ms[ring];
+    memcpy(e->key, key, keylen + 1);
     e->hash = h;
     e->rule = rule;
+    e->ring = ring;
     e->hnext = *head;
     *head = e;
     backoff__lru_front(t, e);
@@ -707,12 +787,7 @@ static bool backoff__count_hit(struct backoff__count *e, const struct backoff__r
                                uint64_t now_ms)
 {
     uint64_t window_ms = (uint64_t)ru->trigger_window_s * 1000;
-    unsigned ring = ru->trigger_count <= BACKOFF__RING_MAX ? ru->trigger_count : 0;
-    if (e->ring != ring) {
-        /* Kept under rules with another count (the caller did not reset): start again. */
-        e->ring = ring;
-        e->n = e->head = 0;
-    }
+    unsigned ring = e->ring;
     if (ring == 0) {
         if (e->n == 0 || now_ms < e->start_ms || now_ms - e->start_ms >= window_ms) {
             e->start_ms = now_ms;
@@ -772,7 +847,8 @@ int backoff_observe(const struct backoff_rules *r, struct backoff_tracker *t, co
         if (ru->trigger_count <= 1)
             return (int)i;
         /* Without a tracker (or memory for the count) nothing can be counted. */
-        struct backoff__count *e = t ? backoff__count_get(t, i, key) : NULL;
+        unsigned ring = ru->trigger_count <= BACKOFF__RING_MAX ? ru->trigger_count : 0;
+        struct backoff__count *e = t ? backoff__count_get(t, i, ring, key) : NULL;
         if (!e || !backoff__count_hit(e, ru, now_ms))
             return -1;
         backoff__count_unlink(t, e);

@@ -96,7 +96,7 @@ def main():
         args = [salvo, "run", "--redis", "redis://127.0.0.1:%d" % rport, "--instance", "bench",
                 "--set", "delivery.tls=disabled", "--set", "progress_interval_s=0",
                 "--set", "delivery.max_conns_per_dest=4", "--set", "delivery.max_msgs_per_conn=100000",
-                "--set", "events.stream_max=200000", "--log-level", "warn"]
+                "--set", "events.stream_max=200000", "--log-level", os.environ.get("E2E_LOG_LEVEL", "warn")]
         for k in range(1, a.hosts + 1):
             args += ["--route", "d%d.test=127.0.1.%d:%d" % (k, k, sport)]
         for s in a.set:
@@ -136,7 +136,7 @@ def main():
             for _, f in r.xrange("salvo:{p0}:events", count=a.messages + 10):
                 e = json.loads(f[b"e"])
                 ts = e["timestamp"]
-                b = ts[11:21]
+                b = ts[11:21] + " " + e.get("instance", "")
                 buckets[b] = buckets.get(b, 0) + 1
             for b in sorted(buckets):
                 print(b, buckets[b])
@@ -150,7 +150,10 @@ def main():
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("E2E_KEEP"):
+            print("kept %s" % work, file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ struct run_shard {
 
 static void run__on_holds(void *arg) { dlv_holds_changed(arg); }
 
+static void run__on_yield(void *arg, const char *key) { dlv_yield_idle(arg, key); }
+
 static void *run__shard_main(void *arg)
 {
     struct run_shard *sh = arg;
@@ -72,6 +74,7 @@ static void *run__shard_main(void *arg)
     cc.instance = sh->instance;
     cc.holds = dlv_holds(w.dlv);
     cc.on_holds = run__on_holds;
+    cc.on_yield = run__on_yield;
     cc.arg = w.dlv;
     if (coord_create(&co, w.ring, &cc, &why) != 0) {
         snprintf(sh->err, sizeof sh->err, "%s", why ? why : "cannot start the coordinator");

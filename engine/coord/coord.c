@@ -47,6 +47,8 @@ struct ent {
     unsigned nheld, used, bypass_used, cap_ids, limit;
     uint64_t spare_since_ms, renewed_ms, fair_checked_ms;
     unsigned yield, give_back;       /* connections to close, leases to return at once */
+    unsigned fair_cap;               /* others wait: hold no more than this ... */
+    uint64_t fair_cap_until_ms;      /* ... until then (renewed while they wait) */
     bool fair_inflight;
     /* budget */
     struct coord_budget b[COORD_BUDGET_MAX];
@@ -312,6 +314,11 @@ bool coord_conn_acquire(struct coord *c, const char *key, unsigned limit, uint64
         e->used++;
         return true;
     }
+    if (e->fair_cap && e->nheld >= e->fair_cap && now < e->fair_cap_until_ms) {
+        /* others wait for this key: a connection given back is not taken again */
+        *wait_ms = COORD_CONN_DENIED_MS;
+        return false;
+    }
     if (e->inflight) {
         *wait_ms = COORD_POLL_AGAIN_MS;
         return false;
@@ -405,10 +412,14 @@ static void coord__on_fair(struct rds *r, const struct rds_reply *reply, void *a
     if (coord__is_error(reply) || rds_reply_type(reply) != RDS_ARRAY || rds_reply_len(reply) != 2)
         return;
     long long fair = coord__int(rds_reply_elem(reply, 0));
+    e->fair_cap = fair > 0 ? (unsigned)fair : 0;
+    e->fair_cap_until_ms = coord__now(e->c) + 2 * COORD_FAIR_MS;
     /* others wait with none: give back what is beyond a fair share (keeping at least one) */
     if (fair > 0 && e->nheld > (unsigned)fair && e->nheld > 1) {
         unsigned over = e->nheld - (unsigned)(fair < 1 ? 1 : fair);
         e->yield = over > e->give_back ? over - e->give_back : 0;
+        if (e->yield && e->c->cfg.on_yield)
+            e->c->cfg.on_yield(e->c->cfg.arg, e->key + 1); /* idle ones go now */
     } else {
         e->yield = 0;
     }
@@ -857,7 +868,8 @@ static void coord__on_tick(struct ring_timer *t)
                     coord__conn_return(c, e, e->nheld - e->used);
                     e->spare_since_ms = 0;
                 }
-                if (up && e->nheld >= 2 && !e->fair_inflight && e->fair_checked_ms + COORD_FAIR_MS <= now) {
+                if (up && (e->nheld >= 2 || e->fair_cap) && !e->fair_inflight &&
+                    e->fair_checked_ms + COORD_FAIR_MS <= now) {
                     coord__conn_fair(c, e);
                     e->fair_checked_ms = now;
                 }

@@ -27,6 +27,8 @@ struct coord_config {
     unsigned holds_poll_ms;          /* how often other replicas' holds are read (1000) */
     struct backoff_table *holds;     /* filled with the holds read from Redis */
     void (*on_holds)(void *arg);     /* the table changed, or was read for the first time */
+    void (*on_yield)(void *arg, const char *key); /* close idle connections of key: others wait
+                                                     (coord_conn_yield says how many) */
     void *arg;
 };
 void coord_config_defaults(struct coord_config *c);

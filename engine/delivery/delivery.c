@@ -1251,6 +1251,18 @@ void dlv_set_coord(struct dlv *d, struct coord *c)
     d->holds_wait_until_ms = c ? ring_now_ms(d->ring) + DLV_HOLDS_FIRST_READ_MS : 0;
 }
 
+void dlv_yield_idle(struct dlv *d, const char *site_key)
+{
+    for (unsigned b = 0; b < DLV_BUCKETS; b++)
+        for (struct dlv_dest *x = d->buckets[b]; x; x = x->hnext) {
+            if (!x->site || x->q_head || strcmp(x->site->key, site_key) != 0)
+                continue;
+            for (struct dlv_conn *c = x->conns; c; c = c->next)
+                if (c->leased && smtp_session_ready(&c->s) && !c->s.txn && gate_conn_yield(d, c->site))
+                    smtp_session_quit(&c->s);
+        }
+}
+
 void dlv_kick_all(struct dlv *d)
 {
     for (unsigned b = 0; b < DLV_BUCKETS; b++)

@@ -143,6 +143,8 @@ void dlv_set_coord(struct dlv *d, struct coord *c);
 /* The holds (suspensions, reduced rates, bounces) in force: backoff rules put theirs here, and
  * the coordinator those of other replicas; call dlv_holds_changed after changing it. */
 struct backoff_table *dlv_holds(struct dlv *d);
+/* Closes idle connections of site key while the coordinator asks for connections back. */
+void dlv_yield_idle(struct dlv *d, const char *site_key);
 void dlv_holds_changed(struct dlv *d);
 /* New shaping rules (SIGHUP): limits of every known destination are resolved again; open
  * connections stay. The caller keeps rules alive until the next call or dlv_destroy. */

@@ -158,3 +158,41 @@ def test_day1_source_carries_fewer_than_a_warm_one(net, redis_server, engines, t
     assert by.get(new_ip) == 5 and by.get(old_ip) == 35, by
     events = Events(c)
     assert events.count("delivered") == 40 and events.count("bounced") == 0
+
+
+def test_ramp_holds_after_a_day_with_too_many_bounces(net, redis_server, engines, salvo_bin,
+                                                      tmp_path):
+    """Data-driven warm-up: yesterday this source bounced 12% at a provider (over the plan's
+    5%), so today its ramp does not advance — day 3 sends day 2's cap (10, not 15), the
+    events say why, and `salvo shaping warmup` shows the held day."""
+    away_from_midnight()
+    addr = net.addr()
+    port = net.port(addr)
+    sink = net.sink(addr, port)
+    c = redis_server.client()
+    today = (datetime.datetime.now(datetime.timezone.utc).date() - datetime.date(1970, 1, 1)).days
+    # what the replicas recorded yesterday (the source's state and its outcome counts)
+    c.hset("salvo:{p0}:wu:h3:state", mapping={"last_day": today - 1, "held": 0, "reason": ""})
+    c.hset("salvo:{p0}:wu:h3:stats:%d" % (today - 1),
+           mapping={"prov:sent": 200, "prov:bounced": 24, "prov:deferred": 0})
+    plan = {"t": dict(PLAN["t"], hold={"bounce_rate": 0.05, "min_messages": 100})}
+    c2, e = start(engines, redis_server, tmp_path,
+                  {"h3": {"ip": net.addr(), "warmup": {"plan": "t", "start": utc_date(2)}}},
+                  {"p": {"h3": 1}}, [("held.test", addr, port)],
+                  {"providers": [{"name": "prov", "domain_suffixes": ["prov.test"]}],
+                   "warmup_plans": plan})
+    for n in range(30):
+        xadd_job(c, _job("r%d@held.test" % n))
+    wait_for(lambda: len(sink.messages()) >= 10 and delay_count(c) == 20, GUARD_S,
+             "10 sent and 20 waiting", engines=[e])
+    time.sleep(1.5)
+    assert len(sink.messages()) == 10, "a held day-3 ramp stays at step 2: cap 10"
+    e.term()
+    assert "ramp held" in e.stderr(), e.stderr()[-2000:]
+    delivered = Events(c).of_type("delivered")
+    assert len(delivered) == 10
+    note = delivered[0]["warmup_hold"]
+    assert note and "step 2 (day 3)" in note and "bounce rate 12.0% over 5.0%" in note, note
+    st = warmup_state(salvo_bin, redis_server, tmp_path)["sources"][0]
+    assert (st["day"], st["held_days"], st["step"]) == (3, 1, 2), st
+    assert "bounce rate" in st["hold_reason"]

@@ -336,6 +336,8 @@ static void test_parse_errors(void **state)
                         "expanded)"},
         {"^(^|$)(^|$)(^|$)(^|$)", "too many anchors (^, $, \\b, \\B, \\<, \\>: at most 8, "
                                   "repetitions expanded)"},
+        {"(.+)(.+)\\\\2\\\\1", "has a back-reference (\\1 to \\9): not supported, as matching one "
+                             "can take minutes"},
         {"(((((((((((((((((((((((((((((((((x)))))))))))))))))))))))))))))))))",
          "groups nested too deep (at most 32)"},
     };

@@ -371,31 +371,17 @@ static void dest__shape(struct dlv_dest *dest)
     dest->shaped = true;
 }
 
-/* Concurrency feedback, as Postfix does it: a 421 or a failed connection halves the
- * connections a site gets; every delivered transaction grows it back by 1/window. */
+/* Concurrency feedback (schedulers/concurrency.h): connections the site takes now. */
 static unsigned dest__max_conns(const struct dlv_dest *dest)
 {
     unsigned max = dest->shaped ? dest->lim.max_connections : dest->d->cfg.max_conns_per_dest;
-    if (dest->site && dest->site->window > 0 && dest->site->window < max)
-        max = (unsigned)dest->site->window < 1 ? 1 : (unsigned)dest->site->window;
-    return max;
+    return dest->site ? conc_allowed(&dest->site->window, max) : max;
 }
 
 static void site__feedback(struct dlv_site *x, unsigned max, bool ok)
 {
-    if (!x)
-        return;
-    if (x->window <= 0)
-        x->window = max;
-    if (ok) {
-        x->window += 1.0 / x->window;
-        if (x->window > max)
-            x->window = max;
-    } else {
-        x->window /= 2;
-        if (x->window < 1)
-            x->window = 1;
-    }
+    if (x)
+        conc_feedback(&x->window, max, ok);
 }
 
 /* The destination's retry schedule and max age travel with each deferred recipient. */

@@ -5,6 +5,7 @@
 #define SALVO_ENGINE_DELIVERY_DLV_PRIV_H
 
 #include "engine/delivery/delivery.h"
+#include "schedulers/concurrency.h"
 #include "schedulers/gcra.h"
 
 #define DLV_BUCKETS 4096
@@ -28,7 +29,7 @@ struct dlv_site {
     struct gcra msg[SHAPING_MSG_BUCKETS];
     struct gcra conn;
     struct dlv_dest *waiters;        /* destinations blocked by its connection limit */
-    double window;                   /* concurrency feedback: connections it takes now (0 = full) */
+    struct conc_window window;       /* concurrency feedback: connections it takes now */
     struct gcra reduced;             /* a reduce_rate hold's bucket */
 };
 

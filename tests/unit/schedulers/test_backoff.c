@@ -247,7 +247,8 @@ static void test_parse_ok(void **state)
     many[len++] = '[';
     for (int i = 0; i < 1001; i++)
         len += (size_t)snprintf(many + len, cap - len,
-                                "%s{\"name\":\"r%d\",\"match\":\"x\",\"action\":\"bounce\",\"duration_s\":1}",
+                                "%s{\"name\":\"r%d\",\"match\":\"x\",\"action\":\"bounce\","
+                                "\"duration_s\":1}",
                                 i ? "," : "", i);
     many[len++] = ']';
     many[len] = '\0';
@@ -356,7 +357,8 @@ static void test_parse_errors(void **state)
         " {'name':'s','match':'[0-9]+\\\\.[0-9]+\\\\.[0-9]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ "
         "[a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ x{900} y{900}',"
         "  'action':'bounce','duration_s':1},"
-        " {'name':'t','match':'(a{99}){17}|(b{10}){8}|(.?.?.?.?.?.?.?.?.?.?x){9}|x{0,10}','action':'bounce','duration_s':1},"
+        " {'name':'t','match':'(a{99}){17}|(b{10}){8}|(.?.?.?.?.?.?.?.?.?.?x){9}|x{0,10}',"
+        "  'action':'bounce','duration_s':1},"
         " {'name':'u','match':'^(a+b?)*(x|y+)+ .*(c?d){2}?[$^]\\\\$ \\\\bz\\\\b(\\\\<w\\\\>){2}$',"
         "  'action':'bounce','duration_s':1},"
         " {'name':'v','match':'((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))',"
@@ -513,7 +515,8 @@ static void test_scope_provider(void **state)
 {
     (void)state;
     struct backoff_rules *r = parse_q(
-        "[{'name':'ms','match':'x','providers':['microsoft','yahoo'],'action':'bounce','duration_s':1}]");
+        "[{'name':'ms','match':'x','providers':['microsoft','yahoo'],'action':'bounce',"
+        "  'duration_s':1}]");
     int m;
     assert_int_equal(observe(r, NULL, "microsoft", NULL, "x", &m), 0);
     assert_int_equal(observe(r, NULL, "yahoo", "anything.example", "x", &m), 0);

@@ -605,6 +605,8 @@ void backoff_rule_get(const struct backoff_rules *r, unsigned i, struct backoff_
         .rate_per_s = ru->rate_per_s,
         .trigger_count = ru->trigger_count,
         .trigger_window_s = ru->trigger_window_s,
+        .providers = (const char *const *)ru->providers,
+        .nproviders = ru->nproviders,
     };
 }
 

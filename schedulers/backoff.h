@@ -35,6 +35,8 @@ struct backoff_rule_info {
     double rate_per_s;             /* BACKOFF_REDUCE_RATE only (> 0) */
     unsigned trigger_count;        /* matches needed (1 = immediately) */
     unsigned trigger_window_s;     /* ... within this many seconds (0 when trigger_count == 1) */
+    const char *const *providers;  /* scope: provider names (nproviders of them; 0 = any) */
+    unsigned nproviders;
 };
 
 struct backoff_rules;
@@ -95,6 +97,8 @@ int backoff_table_put(struct backoff_table *t, const struct backoff_hold *h);
 /* The hold for key in force at now_ms (until_ms > now_ms), or NULL. */
 const struct backoff_hold *backoff_table_get(const struct backoff_table *t, const char *key,
                                              uint64_t now_ms);
+/* A pointer from backoff_table_get stays valid across a put to the same key (replaced in
+ * place), not across remove, expire or free. */
 void backoff_table_remove(struct backoff_table *t, const char *key);
 /* Drops holds that ended at or before now_ms; returns how many. */
 unsigned backoff_table_expire(struct backoff_table *t, uint64_t now_ms);

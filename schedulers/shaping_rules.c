@@ -483,6 +483,21 @@ static int rules__root(struct rules__ctx *c, json_t *root)
         rules__domains(c, v, "domains", "", &r->domains, &r->ndomains) != 0)
         return -1;
 
+    /* a backoff rule's scope must name providers of this file (a typo would match nothing) */
+    for (unsigned i = 0; i < backoff_count(r->backoff); i++) {
+        struct backoff_rule_info ri;
+        backoff_rule_get(r->backoff, i, &ri);
+        for (unsigned j = 0; j < ri.nproviders; j++) {
+            unsigned k = 0;
+            while (k < r->nproviders && strcmp(r->providers[k].name, ri.providers[j]) != 0)
+                k++;
+            if (k == r->nproviders) {
+                char p[RULES_PATH_MAX];
+                snprintf(p, sizeof p, "backoff_rules[%u].providers[%u]", i, j);
+                return rules__fail(c, p, "no such provider in \"providers\": %.60s", ri.providers[j]);
+            }
+        }
+    }
     /* a provider ramp must name a provider of this file (a typo would silently mean no ramp) */
     for (unsigned i = 0; i < warmup_plans_count(r->warmup); i++) {
         const struct warmup_plan *pl = warmup_plans_at(r->warmup, i);

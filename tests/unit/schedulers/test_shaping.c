@@ -82,6 +82,10 @@ static void test_parse_errors(void **state)
     expect_error("{\"providers\": [{\"name\": \"gmail\", \"domain_suffixes\": [\"gmail.com\"]}],"
                  " \"warmup_plans\": {\"p\": {\"daily\": [5], \"providers\": {\"gmial\": {\"daily\": [1]}}}}}",
                  "warmup_plans.p.providers.gmial: no such provider in \"providers\"");
+    expect_error("{\"providers\": [{\"name\": \"gmail\", \"domain_suffixes\": [\"gmail.com\"]}],"
+                 " \"backoff_rules\": [{\"name\": \"r\", \"match\": \"^421\", \"action\": \"suspend\","
+                 " \"duration_s\": 60, \"providers\": [\"gmail\", \"yaho\"]}]}",
+                 "backoff_rules[0].providers[1]: no such provider in \"providers\": yaho");
     expect_error("{\"defaults\": []}", "defaults: expected an object of limits");
     expect_error("{\"providers\": {}}", "providers: expected an array of providers");
     expect_error("{\"providers\": [{\"mx_suffixes\": [\"a.com\"]}]}", "providers[0].name: required");

@@ -991,8 +991,9 @@ static const char *dlv__domain_of(const char *addr, size_t *len)
     return at + 1;
 }
 
-/* Every source of the message's pool is out of warm-up budget: the message waits, unattempted,
- * until the first of them has budget again. Never bounced, never over a cap. */
+/* No source of the message's pool may send now (warm-up budget spent, or suspended): the
+ * message waits, unattempted, until the first of them may again. Never bounced, never over
+ * a cap. */
 static int dlv__all_out(struct dlv *d, struct dlv_msg *m, uint64_t until_ms)
 {
     uint64_t now = ring_now_ms(d->ring);
@@ -1005,7 +1006,8 @@ static int dlv__all_out(struct dlv *d, struct dlv_msg *m, uint64_t until_ms)
         rc->r.outcome.phase = FAIL_PHASE_LOCAL;
         rc->r.outcome.transport = FAIL_T_LOCAL_TEMP;
         snprintf(rc->r.outcome.text, sizeof rc->r.outcome.text,
-                 "every source of the pool reached its warm-up cap; next window in %llu s",
+                 "no source of the pool may send to this domain now (warm-up caps or holds); "
+                 "next try in %llu s",
                  (unsigned long long)((until_ms > now ? until_ms - now : 0) / 1000));
         rc->r.state = SMTP_RCPT_DONE;
         rc->not_attempted = true;
@@ -1039,7 +1041,8 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
             return -ENOENT;
         pool = p;
     }
-    /* warming sources known to be out of budget for the (first) recipient's domain sit out */
+    /* sources known to be out of warm-up budget, or suspended, for the (first) recipient's
+     * domain sit out: the pool's others take the message */
     uint32_t skip = 0;
     uint64_t soonest = 0;
     size_t dl0;
@@ -1054,7 +1057,8 @@ int dlv_submit(struct dlv *d, struct dlv_msg *m)
         const struct dlv_pool *p = &d->pools[pool];
         for (unsigned k = 0; k < p->n; k++) {
             uint64_t until;
-            if (gate_source_out(d, norm, p->member[k], &until)) {
+            /* with one source, its destination's own checks say why mail waits */
+            if (gate_source_out(d, norm, p->member[k], p->n > 1, &until)) {
                 skip |= 1u << k;
                 if (!soonest || until < soonest)
                     soonest = until;

@@ -243,15 +243,21 @@ static enum gate gate__warmup(struct dlv_dest *dest, uint64_t *wait_ms, char *wh
     return GATE_DEFER;
 }
 
-bool gate_source_out(struct dlv *d, const char *domain, unsigned src, uint64_t *until_ms)
+bool gate_source_out(struct dlv *d, const char *domain, unsigned src, bool holds,
+                     uint64_t *until_ms)
 {
-    if (!gate__plan(d, src))
-        return false;
     uint64_t now = ring_now_ms(d->ring);
     /* known from an earlier transaction of this (domain, source) */
     struct dlv_dest *x = dlv__dest_find(d, domain, src);
-    if (x && x->wu_exhausted_until_ms > now) {
+    if (!x)
+        return false;
+    if (x->wu_exhausted_until_ms > now && gate__plan(d, src)) {
         *until_ms = x->wu_exhausted_until_ms;
+        return true;
+    }
+    const struct backoff_hold *h = holds && x->shaped ? gate_hold(x) : NULL;
+    if (h && (h->action == BACKOFF_SUSPEND || h->action == BACKOFF_SUSPEND_SOURCE)) {
+        *until_ms = h->until_ms < now + GATE_HOLD_RECHECK_MS ? h->until_ms : now + GATE_HOLD_RECHECK_MS;
         return true;
     }
     return false;

@@ -146,8 +146,10 @@ bool gate_conn_yield(struct dlv *d, const struct dlv_site *site);
 void gate_observe(struct dlv_dest *dest, const struct smtp_outcome *o);
 /* A transaction finished: warm-up outcome counts. */
 void gate_txn_done(struct dlv_dest *dest, const struct smtp_txn *t);
-/* Whether src is out of warm-up budget for domain (known from earlier sends); *until_ms. */
-bool gate_source_out(struct dlv *d, const char *domain, unsigned src, uint64_t *until_ms);
+/* Whether src may not send to domain now: out of warm-up budget (known from earlier sends),
+ * or (holds) suspended there; *until_ms says until when to look elsewhere. */
+bool gate_source_out(struct dlv *d, const char *domain, unsigned src, bool holds,
+                     uint64_t *until_ms);
 /* The destination (domain lowercased, no trailing dot; source index), or NULL. */
 struct dlv_dest *dlv__dest_find(struct dlv *d, const char *domain, unsigned src);
 /* Schedules every destination with queued work (the holds changed). */

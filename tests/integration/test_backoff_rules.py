@@ -3,6 +3,7 @@ later" fires a suspend rule; both replicas stop sending to that destination unti
 suspension ends (it is shared through Redis), then everything is delivered. A bounce rule
 bounces what is queued, with the provider's reply in the event."""
 
+import collections
 import json
 import subprocess
 import threading
@@ -199,3 +200,43 @@ def test_manual_suspend_and_resume(net, redis_server, engines, salvo_bin, tmp_pa
         assert rc == 64 and "--rate" in err
     finally:
         ctl.stop()
+
+
+def test_pool_sends_around_a_suspended_source(net, redis_server, engines, salvo_bin, tmp_path):
+    """A hold on one source at a destination (suspend_source, or `salvo shaping suspend
+    dest:SOURCE|SITE`) makes the pool send that destination's mail from its other sources,
+    instead of letting it wait."""
+    from intake_fixtures import SENDER, wait_for, xadd_job
+    addr = net.addr()
+    port = net.port(addr)
+    sink = net.sink(addr, port)
+    ip_a, ip_b = net.addr(), net.addr()
+    config = tmp_path / "salvo.json"
+    config.write_text(json.dumps({"egress": {
+        "sources": {"ip-a": {"ip": ip_a}, "ip-b": {"ip": ip_b}},
+        "pools": {"p": {"ip-a": 1, "ip-b": 1}}, "default_pool": "p"}}))
+    rules = write_rules(tmp_path / "rules.json", {})
+    c = redis_server.client()
+    e = engines.start(redis_server.url, "a", "--config", str(config), *engine_args(
+        routes=[("pool.test", addr, port)], sets=["shaping.file=%s" % rules, "retry.jitter=0",
+                                                  "intake.promote_interval_ms=100"]))
+    wait_heartbeat(c, e)
+
+    def job(n):
+        return {"from": SENDER, "to": "r%d@pool.test" % n,
+                "message": {"from": SENDER, "subject": "pool", "text": "Hello.\n"}}
+    for n in range(10):
+        xadd_job(c, job(n))
+    wait_for(lambda: len(sink.messages()) >= 10, 30.0, "the first 10", engines=[e])
+    rc, out, err = shaping(salvo_bin, redis_server, "suspend", "dest:ip-a|mx:%s" % addr,
+                           "--for", "600", "--reason", "test")
+    assert rc == 0, err
+    time.sleep(1.5)   # every replica reads holds each second
+    for n in range(10, 40):
+        xadd_job(c, job(n))
+    wait_for(lambda: len(sink.messages()) >= 40, 30.0, "all 40", engines=[e])
+    e.term()
+    later = [m for m in sink.messages() if int(m["rcpts"][0][1:].split("@")[0]) >= 10]
+    by = collections.Counter(m["client_addr"] for m in later)
+    print("after the hold on ip-a: %s" % dict(by))
+    assert by == {ip_b: 30}, dict(by)

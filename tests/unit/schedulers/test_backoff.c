@@ -984,14 +984,14 @@ static void test_shipped_rules(void **state)
     /* Replies as providers send them (multi-line ones joined with CRLF). */
     static const struct reply replies[] = {
         {"yahoo", "yahoo.com", 421, "4.7.0",
-         "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user "
-         "complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
+         "[TSS04] Messages from 127.0.2.1 temporarily deferred due to unexpected volume or user "
+         "complaints - 4.16.55; see https://postmaster.yahooinc.com/error-codes",
          "yahoo-tss04"},
         {"yahoo", "aol.com", 421, NULL,
-         "[TSS04] Messages from 192.0.2.1 temporarily deferred due to user complaints",
+         "[TSS04] Messages from 127.0.2.1 temporarily deferred due to user complaints",
          "yahoo-tss04"},
         {"gmail", "gmail.com", 421, "4.7.28",
-         "[192.0.2.1      15] Our system has detected an unusual rate of\r\n"
+         "[127.0.2.1      15] Our system has detected an unusual rate of\r\n"
          "unsolicited mail originating from your IP address. To protect our\r\n"
          "users from spam, mail sent from your IP address has been temporarily\r\n"
          "rate limited. For more information, go to\r\n"
@@ -999,23 +999,23 @@ static void test_shipped_rules(void **state)
          "review our Bulk Email Senders Guidelines. a1-20020a05600c000000b0041 - gsmtp",
          "gmail-ip-rate-limited"},
         {"gmail", "example.com", 421, "4.7.0",
-         "[192.0.2.1      15] Our system has detected an unusual rate of\r\n"
+         "[127.0.2.1      15] Our system has detected an unusual rate of\r\n"
          "unsolicited mail originating from your IP address. a1si1234567wrb.12 - gsmtp",
          "gmail-unusual-rate"},
         {"microsoft", "outlook.com", 451, "4.7.650",
-         "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation. "
+         "The mail server [127.0.2.1] has been temporarily rate limited due to IP reputation. "
          "For e-mail delivery information, see https://postmaster.live.com (S775) "
          "[Name=Protocol Filter Agent][AGT=PFA][MxId=11BA4C1D2B3A4E5F] "
          "[DB5EUR03FT012.eop-EUR03.prod.protection.outlook.com]",
          "microsoft-ip-reputation"},
         {"microsoft", "hotmail.com", 550, "5.7.1",
-         "Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet "
+         "Unfortunately, messages from [127.0.2.1] weren't sent. Please contact your Internet "
          "service provider since part of their network is on our block list (S3150). You can "
          "also refer your provider to http://mail.live.com/mail/troubleshooting.aspx#errors. "
          "[AM0PR01MB1234.eurprd01.prod.exchangelabs.com]",
          "microsoft-s3150-blocklist"},
         {"microsoft", "contoso.example", 451, "4.7.500",
-         "Server busy. Please try again later from [192.0.2.1]. (S77714) "
+         "Server busy. Please try again later from [127.0.2.1]. (S77714) "
          "[DB3EUR04FT015.eop-eur04.prod.protection.outlook.com]",
          "microsoft-server-busy"},
         {NULL, "example.org", 421, "4.7.0", "Too many connections", "too-many-connections"},
@@ -1026,9 +1026,9 @@ static void test_shipped_rules(void **state)
          "too-many-connections"},
         /* Out of scope, or nothing a rule is for. */
         {"yahoo", "yahoo.com", 421, "4.7.28", "Our system has detected an unusual rate", NULL},
-        {NULL, "example.org", 421, "4.7.0", "[TSS04] Messages from 192.0.2.1 deferred", NULL},
+        {NULL, "example.org", 421, "4.7.0", "[TSS04] Messages from 127.0.2.1 deferred", NULL},
         {"gmail", "gmail.com", 550, "5.7.1",
-         "Unfortunately, messages from [192.0.2.1] weren't sent (S3150).", NULL},
+         "Unfortunately, messages from [127.0.2.1] weren't sent (S3150).", NULL},
         {"gmail", "gmail.com", 421, "4.7.0", "Try again later, closing connection.", NULL},
         {"microsoft", "outlook.com", 250, "2.6.0", "Queued mail for delivery", NULL},
         {NULL, NULL, 0, NULL, "connection refused", NULL},

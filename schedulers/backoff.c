@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "schedulers/backoff.h"
+#include "schedulers/json_path.h"
 #include "schedulers/shaping.h"
 
 #define BACKOFF__RULES_MAX 1000
@@ -39,7 +40,7 @@
 #define BACKOFF__DOMAIN_MAX_BYTES 253
 #define BACKOFF__RING_MAX 64            /* match times kept per (rule, key) */
 #define BACKOFF__SLOTS_MAX (1u << 20)   /* max_keys and max_holds */
-#define BACKOFF__PATH_MAX 320
+#define BACKOFF__PATH_MAX JPATH_MAX
 
 struct backoff__rule {
     char name[BACKOFF_NAME_MAX];
@@ -115,32 +116,11 @@ struct backoff__ctx {
 
 static int backoff__fail(struct backoff__ctx *c, const char *path, const char *fmt, ...)
 {
-    if (!c->err || !c->errlen)
-        return -1;
     va_list ap;
     va_start(ap, fmt);
-    char msg[256];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    jpath_vfail(c->err, c->errlen, path, fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->errlen, "%s%s%s", path, *path ? ": " : "", msg);
     return -1;
-}
-
-/* parent.key, the key as it may appear in an error: control and non-ASCII bytes become '?'. */
-static void backoff__path(char *out, const char *parent, const char *key)
-{
-    int n = snprintf(out, BACKOFF__PATH_MAX, "%s.", parent);
-    size_t len = n > 0 && n < BACKOFF__PATH_MAX ? (size_t)n : 0;
-    for (; *key && len + 1 < BACKOFF__PATH_MAX; key++, len++) {
-        unsigned char ch = (unsigned char)*key;
-        out[len] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
-    }
-    out[len] = '\0';
-}
-
-static void backoff__index(char *out, const char *path, size_t i)
-{
-    snprintf(out, BACKOFF__PATH_MAX, "%.280s[%zu]", path, i);
 }
 
 static bool backoff__name_ok(const char *s)
@@ -150,35 +130,13 @@ static bool backoff__name_ok(const char *s)
            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-/* Every field of obj is one of known[] (or a string "comment"). */
-static int backoff__fields(struct backoff__ctx *c, json_t *obj, const char *path,
-                           const char *const *known)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        char p[BACKOFF__PATH_MAX];
-        backoff__path(p, path, key);
-        if (strcmp(key, "comment") == 0) {
-            if (!json_is_string(v))
-                return backoff__fail(c, p, "expected a string");
-            continue;
-        }
-        const char *const *k = known;
-        while (*k && strcmp(*k, key) != 0)
-            k++;
-        if (!*k)
-            return backoff__fail(c, p, "unknown field");
-    }
-    return 0;
-}
 
 /* obj.key as an integer in min..max; absent leaves *out alone (or fails when required). */
 static int backoff__uint(struct backoff__ctx *c, json_t *obj, const char *path, const char *key,
                          unsigned min, unsigned max, bool required, unsigned *out)
 {
     char p[BACKOFF__PATH_MAX];
-    backoff__path(p, path, key);
+    jpath_key(p, path, key);
     json_t *v = json_object_get(obj, key);
     if (!v)
         return required ? backoff__fail(c, p, "required") : 0;
@@ -358,7 +316,7 @@ static int backoff__match(struct backoff__ctx *c, json_t *obj, const char *path,
                           struct backoff__rule *ru)
 {
     char p[BACKOFF__PATH_MAX];
-    backoff__path(p, path, "match");
+    jpath_key(p, path, "match");
     json_t *v = json_object_get(obj, "match");
     if (!v)
         return backoff__fail(c, p, "required");
@@ -413,7 +371,7 @@ static int backoff__list(struct backoff__ctx *c, json_t *obj, const char *path, 
     if (!arr)
         return 0;
     char p[BACKOFF__PATH_MAX];
-    backoff__path(p, path, key);
+    jpath_key(p, path, key);
     const char *what = domains ? "domain names" : "provider names";
     if (!json_is_array(arr))
         return backoff__fail(c, p, "expected an array of %s", what);
@@ -426,7 +384,7 @@ static int backoff__list(struct backoff__ctx *c, json_t *obj, const char *path, 
     for (size_t i = 0; i < cnt; i++) {
         json_t *e = json_array_get(arr, i);
         char pi[BACKOFF__PATH_MAX];
-        backoff__index(pi, p, i);
+        jpath_index(pi, p, i);
         if (!json_is_string(e) || json_string_length(e) == 0)
             return backoff__fail(c, pi, "expected a non-empty string");
         char *s = domains ? backoff__domain(json_string_value(e))
@@ -448,11 +406,11 @@ static int backoff__trigger(struct backoff__ctx *c, json_t *obj, const char *pat
     if (!v)
         return 0;
     char p[BACKOFF__PATH_MAX];
-    backoff__path(p, path, "trigger");
+    jpath_key(p, path, "trigger");
     if (!json_is_object(v))
         return backoff__fail(c, p, "expected an object {\"count\": N, \"within_s\": S}");
     static const char *const known[] = {"count", "within_s", NULL};
-    if (backoff__fields(c, v, p, known) != 0 ||
+    if (jpath_fields(c->err, c->errlen, v, p, known) != 0 ||
         backoff__uint(c, v, p, "count", 1, BACKOFF__COUNT_MAX, true, &ru->trigger_count) != 0)
         return -1;
     /* within_s means nothing for count 1 (it fires at once), but a valid one is accepted so
@@ -469,15 +427,15 @@ static int backoff__rule(struct backoff__ctx *c, json_t *obj, size_t i)
 {
     struct backoff__rule *ru = &c->r->rule[i];
     char path[BACKOFF__PATH_MAX], p[BACKOFF__PATH_MAX];
-    backoff__index(path, "backoff_rules", i);
+    jpath_index(path, "backoff_rules", i);
     if (!json_is_object(obj))
         return backoff__fail(c, path, "expected an object");
     static const char *const known[] = {"name", "match", "providers", "domains", "action",
                                         "duration_s", "rate_per_s", "trigger", NULL};
-    if (backoff__fields(c, obj, path, known) != 0)
+    if (jpath_fields(c->err, c->errlen, obj, path, known) != 0)
         return -1;
 
-    backoff__path(p, path, "name");
+    jpath_key(p, path, "name");
     json_t *name = json_object_get(obj, "name");
     if (!name)
         return backoff__fail(c, p, "required");
@@ -495,7 +453,7 @@ static int backoff__rule(struct backoff__ctx *c, json_t *obj, size_t i)
         backoff__list(c, obj, path, "domains", true, &ru->domains, &ru->ndomains) != 0)
         return -1;
 
-    backoff__path(p, path, "action");
+    jpath_key(p, path, "action");
     json_t *act = json_object_get(obj, "action");
     if (!act)
         return backoff__fail(c, p, "required");
@@ -506,7 +464,7 @@ static int backoff__rule(struct backoff__ctx *c, json_t *obj, size_t i)
                       &ru->duration_s) != 0)
         return -1;
 
-    backoff__path(p, path, "rate_per_s");
+    jpath_key(p, path, "rate_per_s");
     json_t *rate = json_object_get(obj, "rate_per_s");
     if (ru->action != BACKOFF_REDUCE_RATE) {
         if (rate)

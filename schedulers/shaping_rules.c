@@ -9,13 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "schedulers/json_path.h"
 #include "schedulers/shaping.h"
 #include "schedulers/shaping_priv.h"
 
 _Static_assert(SHAPING_F__COUNT <= 32, "struct shaping_level.set holds one bit per field");
 
 #define RULES_NAME_MAX 64         /* provider and source names */
-#define RULES_PATH_MAX 320
+#define RULES_PATH_MAX JPATH_MAX
 
 struct rules__ctx {
     struct shaping_rules *r;
@@ -25,33 +26,11 @@ struct rules__ctx {
 
 static int rules__fail(struct rules__ctx *c, const char *path, const char *fmt, ...)
 {
-    if (!c->err || !c->errlen)
-        return -1;
     va_list ap;
     va_start(ap, fmt);
-    char msg[256];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    jpath_vfail(c->err, c->errlen, path, fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->errlen, "%s%s%s", path, *path ? ": " : "", msg);
     return -1;
-}
-
-/* A key as it may appear in an error path: control and non-ASCII bytes become '?'. */
-static void rules__path(char *out, const char *parent, const char *key)
-{
-    int n = snprintf(out, RULES_PATH_MAX, "%s%s", parent, *parent ? "." : "");
-    size_t len = n > 0 && n < RULES_PATH_MAX ? (size_t)n : 0;
-    for (; *key && len + 1 < RULES_PATH_MAX; key++, len++) {
-        unsigned char ch = (unsigned char)*key;
-        out[len] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
-    }
-    out[len] = '\0';
-}
-
-/* path[i]; a path near RULES_PATH_MAX is cut short to keep the index. */
-static void rules__index(char *out, const char *path, size_t i)
-{
-    snprintf(out, RULES_PATH_MAX, "%.280s[%u]", path, (unsigned)i);
 }
 
 static char *rules__strf(const char *fmt, ...)
@@ -148,7 +127,7 @@ static int rules__value(struct rules__ctx *c, json_t *v, unsigned f, const char 
         for (size_t i = 0; i < n; i++) {
             json_t *e = json_array_get(v, i);
             char p[RULES_PATH_MAX];
-            rules__index(p, path, i);
+            jpath_index(p, path, i);
             if (!json_is_integer(e))
                 return rules__fail(c, p, "expected an integer");
             json_int_t x = json_integer_value(e);
@@ -184,7 +163,7 @@ static int rules__limits(struct rules__ctx *c, json_t *obj, const char *path,
     json_t *v;
     json_object_foreach(obj, key, v) {
         char p[RULES_PATH_MAX];
-        rules__path(p, path, key);
+        jpath_key(p, path, key);
         if (strcmp(key, "comment") == 0) {
             if (!json_is_string(v))
                 return rules__fail(c, p, "expected a string");
@@ -197,7 +176,7 @@ static int rules__limits(struct rules__ctx *c, json_t *obj, const char *path,
             json_t *v2;
             json_object_foreach(v, k2, v2) {
                 char p2[RULES_PATH_MAX];
-                rules__path(p2, p, k2);
+                jpath_key(p2, p, k2);
                 int f = rules__field(k2, true);
                 if (f < 0)
                     return rules__fail(c, p2, "unknown field");
@@ -240,7 +219,7 @@ static int rules__suffixes(struct rules__ctx *c, json_t *arr, const char *path, 
     for (size_t i = 0; i < cnt; i++) {
         json_t *e = json_array_get(arr, i);
         char p[RULES_PATH_MAX];
-        rules__index(p, path, i);
+        jpath_index(p, path, i);
         if (!json_is_string(e))
             return rules__fail(c, p, "expected a string");
         char *s = rules__domain(json_string_value(e), true);
@@ -255,14 +234,14 @@ static int rules__provider(struct rules__ctx *c, json_t *obj, size_t i,
                            struct shaping_provider *pv)
 {
     char path[RULES_PATH_MAX];
-    rules__index(path, "providers", i);
+    jpath_index(path, "providers", i);
     if (!json_is_object(obj))
         return rules__fail(c, path, "expected an object");
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
         char p[RULES_PATH_MAX];
-        rules__path(p, path, key);
+        jpath_key(p, path, key);
         if (strcmp(key, "name") != 0 && strcmp(key, "mx_suffixes") != 0 &&
             strcmp(key, "domain_suffixes") != 0 && strcmp(key, "limits") != 0 &&
             strcmp(key, "comment") != 0)
@@ -272,7 +251,7 @@ static int rules__provider(struct rules__ctx *c, json_t *obj, size_t i,
     }
 
     char p[RULES_PATH_MAX];
-    rules__path(p, path, "name");
+    jpath_key(p, path, "name");
     json_t *name = json_object_get(obj, "name");
     if (!name)
         return rules__fail(c, p, "required");
@@ -287,11 +266,11 @@ static int rules__provider(struct rules__ctx *c, json_t *obj, size_t i,
         return rules__fail(c, "", "out of memory");
 
     json_t *mx = json_object_get(obj, "mx_suffixes");
-    rules__path(p, path, "mx_suffixes");
+    jpath_key(p, path, "mx_suffixes");
     if (mx && rules__suffixes(c, mx, p, &pv->mx_suffixes, &pv->nmx) != 0)
         return -1;
     json_t *dom = json_object_get(obj, "domain_suffixes");
-    rules__path(p, path, "domain_suffixes");
+    jpath_key(p, path, "domain_suffixes");
     if (dom && rules__suffixes(c, dom, p, &pv->domain_suffixes, &pv->ndomain) != 0)
         return -1;
     if (pv->nmx + pv->ndomain == 0)
@@ -299,7 +278,7 @@ static int rules__provider(struct rules__ctx *c, json_t *obj, size_t i,
 
     char *label = rules__strf("provider %s", pv->name);
     json_t *lim = json_object_get(obj, "limits");
-    rules__path(p, path, "limits");
+    jpath_key(p, path, "limits");
     if (!lim) {
         pv->lvl.label = label;
         return label ? 0 : rules__fail(c, "", "out of memory");
@@ -330,7 +309,7 @@ static int rules__domains(struct rules__ctx *c, json_t *obj, const char *path,
     json_t *v;
     json_object_foreach(obj, key, v) {
         char p[RULES_PATH_MAX];
-        rules__path(p, path, key);
+        jpath_key(p, path, key);
         struct shaping_domain *d = &(*out)[(*n)++];
         if (!(d->name = rules__domain(key, false)))
             return rules__fail(c, p, "not a domain name");
@@ -341,7 +320,7 @@ static int rules__domains(struct rules__ctx *c, json_t *obj, const char *path,
     for (unsigned i = 1; i < *n; i++)
         if (strcmp((*out)[i - 1].name, (*out)[i].name) == 0) {
             char p[RULES_PATH_MAX];
-            rules__path(p, path, (*out)[i].name);
+            jpath_key(p, path, (*out)[i].name);
             return rules__fail(c, p, "listed twice (domain names ignore case and trailing dots)");
         }
     return 0;
@@ -353,7 +332,7 @@ static int rules__source(struct rules__ctx *c, const char *name, json_t *obj,
                          struct shaping_source *s)
 {
     char path[RULES_PATH_MAX];
-    rules__path(path, "sources", name);
+    jpath_key(path, "sources", name);
     if (!rules__name_ok(name))
         return rules__fail(c, path, "expected a name of 1 to %d letters, digits, '.', '_', ':' or '-'",
                            RULES_NAME_MAX);
@@ -365,7 +344,7 @@ static int rules__source(struct rules__ctx *c, const char *name, json_t *obj,
     json_t *v;
     json_object_foreach(obj, key, v) {
         char p[RULES_PATH_MAX];
-        rules__path(p, path, key);
+        jpath_key(p, path, key);
         if (strcmp(key, "comment") == 0) {
             if (!json_is_string(v))
                 return rules__fail(c, p, "expected a string");
@@ -378,7 +357,7 @@ static int rules__source(struct rules__ctx *c, const char *name, json_t *obj,
     char p[RULES_PATH_MAX];
     json_t *def = json_object_get(obj, "defaults");
     char *label = rules__strf("source %s defaults", s->name);
-    rules__path(p, path, "defaults");
+    jpath_key(p, path, "defaults");
     if (def) {
         if (rules__level(c, def, p, &s->defaults, label) != 0)
             return -1;
@@ -387,7 +366,7 @@ static int rules__source(struct rules__ctx *c, const char *name, json_t *obj,
     }
 
     json_t *prov = json_object_get(obj, "providers");
-    rules__path(p, path, "providers");
+    jpath_key(p, path, "providers");
     if (prov) {
         if (!json_is_object(prov))
             return rules__fail(c, p, "expected an object of provider names");
@@ -396,7 +375,7 @@ static int rules__source(struct rules__ctx *c, const char *name, json_t *obj,
             return rules__fail(c, "", "out of memory");
         json_object_foreach(prov, key, v) {
             char p2[RULES_PATH_MAX];
-            rules__path(p2, p, key);
+            jpath_key(p2, p, key);
             unsigned idx = 0;
             while (idx < c->r->nproviders && strcmp(c->r->providers[idx].name, key) != 0)
                 idx++;
@@ -411,7 +390,7 @@ static int rules__source(struct rules__ctx *c, const char *name, json_t *obj,
     }
 
     json_t *dom = json_object_get(obj, "domains");
-    rules__path(p, path, "domains");
+    jpath_key(p, path, "domains");
     if (dom) {
         char *prefix = rules__strf("source %s ", s->name);
         if (!prefix)
@@ -441,7 +420,7 @@ static int rules__root(struct rules__ctx *c, json_t *root)
     json_t *v;
     json_object_foreach(root, key, v) {
         char p[RULES_PATH_MAX];
-        rules__path(p, "", key);
+        jpath_key(p, "", key);
         if (strcmp(key, "comment") == 0) {
             if (!json_is_string(v))
                 return rules__fail(c, p, "expected a string");

@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "schedulers/json_path.h"
+
 #define WARMUP__STEPS_MAX 366             /* entries in a daily or hourly ramp: a year */
 #define WARMUP__CAP_MAX 1000000000        /* messages per day or hour in one entry */
 #define WARMUP__PLANS_MAX 64
 #define WARMUP__PROVIDERS_MAX 32          /* providers with their own ramp, per plan */
 #define WARMUP__MIN_MESSAGES_DEFAULT 100
-#define WARMUP__PATH_MAX 320
+#define WARMUP__PATH_MAX JPATH_MAX
 #define WARMUP__DAY_S 86400
 #define WARMUP__HOUR_S 3600
 
@@ -60,33 +62,11 @@ struct warmup__ctx {
 
 static int warmup__fail(struct warmup__ctx *c, const char *path, const char *fmt, ...)
 {
-    if (!c->err || !c->errlen)
-        return -1;
     va_list ap;
     va_start(ap, fmt);
-    char msg[256];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    jpath_vfail(c->err, c->errlen, path, fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->errlen, "%s%s%s", path, *path ? ": " : "", msg);
     return -1;
-}
-
-/* parent.key as it may appear in an error path: control and non-ASCII bytes become '?'. */
-static void warmup__path(char *out, const char *parent, const char *key)
-{
-    int n = snprintf(out, WARMUP__PATH_MAX, "%s%s", parent, *parent ? "." : "");
-    size_t len = n > 0 && n < WARMUP__PATH_MAX ? (size_t)n : 0;
-    for (; *key && len + 1 < WARMUP__PATH_MAX; key++, len++) {
-        unsigned char ch = (unsigned char)*key;
-        out[len] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
-    }
-    out[len] = '\0';
-}
-
-/* path[i]; a path near WARMUP__PATH_MAX is cut short to keep the index. */
-static void warmup__index(char *out, const char *path, size_t i)
-{
-    snprintf(out, WARMUP__PATH_MAX, "%.280s[%zu]", path, i);
 }
 
 /* Plan names are [A-Za-z0-9._-]; provider names also allow ':' so that every name the
@@ -100,28 +80,6 @@ static bool warmup__name_ok(const char *s, bool provider)
                               : "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-/* Fails on any field of obj not in allowed (NULL-terminated); "comment" must be a string. */
-static int warmup__fields(struct warmup__ctx *c, json_t *obj, const char *path,
-                          const char *const *allowed)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        char p[WARMUP__PATH_MAX];
-        warmup__path(p, path, key);
-        if (strcmp(key, "comment") == 0) {
-            if (!json_is_string(v))
-                return warmup__fail(c, p, "expected a string");
-            continue;
-        }
-        const char *const *a = allowed;
-        while (*a && strcmp(*a, key) != 0)
-            a++;
-        if (!*a)
-            return warmup__fail(c, p, "unknown field");
-    }
-    return 0;
-}
 
 /* --- parsing -------------------------------------------------------------------------- */
 
@@ -142,7 +100,7 @@ static int warmup__caps_array(struct warmup__ctx *c, json_t *arr, const char *pa
         if (!json_is_integer(e) || json_integer_value(e) < 1 ||
             json_integer_value(e) > WARMUP__CAP_MAX) {
             char p[WARMUP__PATH_MAX];
-            warmup__index(p, path, i);
+            jpath_index(p, path, i);
             return warmup__fail(c, p, "expected an integer 1..%d", WARMUP__CAP_MAX);
         }
         (*out)[i] = (uint32_t)json_integer_value(e);
@@ -156,13 +114,13 @@ static int warmup__ramp(struct warmup__ctx *c, json_t *obj, const char *path,
                         struct warmup__ramp *r)
 {
     char p[WARMUP__PATH_MAX];
-    warmup__path(p, path, "daily");
+    jpath_key(p, path, "daily");
     json_t *v = json_object_get(obj, "daily");
     if (!v)
         return warmup__fail(c, p, "required");
     if (warmup__caps_array(c, v, p, &r->daily, &r->ndaily) != 0)
         return -1;
-    warmup__path(p, path, "hourly");
+    jpath_key(p, path, "hourly");
     v = json_object_get(obj, "hourly");
     if (v && warmup__caps_array(c, v, p, &r->hourly, &r->nhourly) != 0)
         return -1;
@@ -176,7 +134,7 @@ static int warmup__rate(struct warmup__ctx *c, json_t *obj, const char *path, co
     if (!v)
         return 0;
     char p[WARMUP__PATH_MAX];
-    warmup__path(p, path, key);
+    jpath_key(p, path, key);
     double x = json_is_number(v) ? json_number_value(v) : 0;
     if (!(x > 0 && x <= 1))
         return warmup__fail(c, p, "expected a number greater than 0 and at most 1");
@@ -190,7 +148,7 @@ static int warmup__hold(struct warmup__ctx *c, json_t *obj, const char *path,
     static const char *const fields[] = {"bounce_rate", "deferral_rate", "min_messages", NULL};
     if (!json_is_object(obj))
         return warmup__fail(c, path, "expected an object");
-    if (warmup__fields(c, obj, path, fields) != 0)
+    if (jpath_fields(c->err, c->errlen, obj, path, fields) != 0)
         return -1;
     if (warmup__rate(c, obj, path, "bounce_rate", &plan->bounce_rate) != 0 ||
         warmup__rate(c, obj, path, "deferral_rate", &plan->deferral_rate) != 0)
@@ -198,7 +156,7 @@ static int warmup__hold(struct warmup__ctx *c, json_t *obj, const char *path,
     json_t *v = json_object_get(obj, "min_messages");
     if (v) {
         char p[WARMUP__PATH_MAX];
-        warmup__path(p, path, "min_messages");
+        jpath_key(p, path, "min_messages");
         if (!json_is_integer(v) || json_integer_value(v) < 1 ||
             json_integer_value(v) > WARMUP__CAP_MAX)
             return warmup__fail(c, p, "expected an integer 1..%d", WARMUP__CAP_MAX);
@@ -231,7 +189,7 @@ static int warmup__providers(struct warmup__ctx *c, json_t *obj, const char *pat
     json_t *v;
     json_object_foreach(obj, key, v) {
         char p[WARMUP__PATH_MAX];
-        warmup__path(p, path, key);
+        jpath_key(p, path, key);
         if (strcmp(key, "comment") == 0) {
             if (!json_is_string(v))
                 return warmup__fail(c, p, "expected a string");
@@ -243,7 +201,7 @@ static int warmup__providers(struct warmup__ctx *c, json_t *obj, const char *pat
                                 "'_', ':' or '-'", WARMUP_NAME_MAX - 1);
         if (!json_is_object(v))
             return warmup__fail(c, p, "expected an object");
-        if (warmup__fields(c, v, p, fields) != 0)
+        if (jpath_fields(c->err, c->errlen, v, p, fields) != 0)
             return -1;
         struct warmup__provider *pv = &plan->providers[plan->nproviders++];
         memcpy(pv->name, key, strlen(key) + 1);
@@ -265,7 +223,7 @@ static int warmup__plan(struct warmup__ctx *c, const char *name, json_t *obj,
 {
     static const char *const fields[] = {"daily", "hourly", "providers", "hold", NULL};
     char path[WARMUP__PATH_MAX];
-    warmup__path(path, "warmup_plans", name);
+    jpath_key(path, "warmup_plans", name);
     if (!warmup__name_ok(name, false))
         return warmup__fail(c, path, "expected a plan name of 1 to %d letters, digits, '.', "
                             "'_' or '-'", WARMUP_NAME_MAX - 1);
@@ -273,18 +231,18 @@ static int warmup__plan(struct warmup__ctx *c, const char *name, json_t *obj,
     plan->min_messages = WARMUP__MIN_MESSAGES_DEFAULT;
     if (!json_is_object(obj))
         return warmup__fail(c, path, "expected an object");
-    if (warmup__fields(c, obj, path, fields) != 0)
+    if (jpath_fields(c->err, c->errlen, obj, path, fields) != 0)
         return -1;
     if (warmup__ramp(c, obj, path, &plan->ramp) != 0)
         return -1;
 
     char p[WARMUP__PATH_MAX];
     json_t *v = json_object_get(obj, "providers");
-    warmup__path(p, path, "providers");
+    jpath_key(p, path, "providers");
     if (v && warmup__providers(c, v, p, plan) != 0)
         return -1;
     v = json_object_get(obj, "hold");
-    warmup__path(p, path, "hold");
+    jpath_key(p, path, "hold");
     if (v && warmup__hold(c, v, p, plan) != 0)
         return -1;
 
